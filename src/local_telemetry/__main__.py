@@ -1,0 +1,5 @@
+"""``python -m local_telemetry`` runs the command line."""
+
+from local_telemetry.cli import main
+
+main()

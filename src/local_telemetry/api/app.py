@@ -1,0 +1,104 @@
+"""``create_app(settings)``: the FastAPI application, its store and its writer."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from local_telemetry import API_VERSION, __version__
+from local_telemetry.api import runs, system
+from local_telemetry.api.deps import AppState
+from local_telemetry.api.errors import install_error_handlers
+from local_telemetry.api.metadata_cache import MetadataCache
+from local_telemetry.api.security import BearerAuth, RateLimiter
+from local_telemetry.config import Settings
+from local_telemetry.ingest import GroupCommitWriter
+from local_telemetry.schemas import CommitAssociation, RunCreate, RunUpdate
+from local_telemetry.storage.base import Store
+from local_telemetry.storage.sqlite import SQLiteStore
+
+log = logging.getLogger("local_telemetry")
+
+# Models documented as request bodies (handlers parse bodies themselves; see api/http.py).
+BODY_MODELS = (RunCreate, RunUpdate, CommitAssociation)
+
+
+def open_store(settings: Settings) -> Store:
+    """The store the settings point at."""
+    return SQLiteStore(
+        settings.sqlite_path,
+        journal_mode=settings.db_journal_mode,
+        synchronous=settings.db_synchronous,
+        busy_timeout_ms=settings.db_busy_timeout_ms,
+    )
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in BODY_MODELS:
+            body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(body.pop("$defs", {}))
+            components[model.__name__] = body
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the application for ``settings`` (read from the environment when omitted)."""
+    settings = settings or Settings()
+    store = open_store(settings)
+    writer = GroupCommitWriter(store, max_queue=settings.ingest_queue_size)
+    app_state = AppState(
+        settings=settings,
+        store=store,
+        writer=writer,
+        metadata=MetadataCache(store.distinct_values, settings.metadata_cache_seconds),
+        git_hosts=settings.git_host_map,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store.migrate()
+        writer.start()
+        info = store.info()
+        log.info(
+            "storing runs in %s (%s, journal=%s, synchronous=%s)",
+            info.location,
+            info.backend,
+            info.journal_mode,
+            info.synchronous,
+        )
+        try:
+            yield
+        finally:
+            writer.stop()
+            store.close()
+
+    app = FastAPI(
+        title="Local Telemetry",
+        version=API_VERSION,
+        description=(
+            f"Run telemetry for AI agents and automated jobs (server {__version__}). "
+            "Implements the v3.0.0 HTTP API."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.local_telemetry = app_state
+    install_error_handlers(app)
+    app.include_router(system.router)
+    app.include_router(runs.router)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    if settings.api_auth_enabled and settings.api_auth_token:
+        app.add_middleware(BearerAuth, token=settings.api_auth_token)
+    if settings.rate_limit_enabled:
+        app.add_middleware(RateLimiter, rpm=settings.rate_limit_rpm)
+    return app

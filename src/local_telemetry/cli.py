@@ -1,0 +1,85 @@
+"""The ``local-telemetry`` command line."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Annotated
+
+import typer
+
+from local_telemetry import __version__
+from local_telemetry.config import ConfigurationError, describe_settings, load_settings
+
+
+def _settings_help() -> str:
+    lines = ["Every setting (environment variable, default):", ""]
+    for env, default, description in describe_settings():
+        lines.append(f"{env} (default: {default or 'unset'}): {description}")
+        lines.append("")
+    return "\n\n".join(lines)
+
+
+app = typer.Typer(
+    help="Local Telemetry: run telemetry for AI agents and automated jobs.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+) -> None:
+    if version:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+@app.command(epilog=_settings_help())
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address [TELEMETRY_API_HOST].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [TELEMETRY_API_PORT].")] = None,
+    db_path: Annotated[
+        str | None, typer.Option(help="SQLite file [TELEMETRY_DB_PATH].")
+    ] = None,
+) -> None:
+    """Start the HTTP API server (settings from TELEMETRY_* variables; options win)."""
+    overrides = {
+        k: v for k, v in {"api_host": host, "api_port": port, "db_path": db_path}.items() if v
+    }
+    try:
+        settings = load_settings(**overrides)
+    except ConfigurationError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if settings.api_workers != 1:
+        typer.echo(
+            "error: TELEMETRY_API_WORKERS must be 1 with SQLite: one process owns the "
+            "single writer of the database file",
+            err=True,
+        )
+        raise typer.Exit(2)
+
+    import uvicorn
+
+    from local_telemetry.api import create_app
+
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level=settings.log_level,
+        access_log=False,
+        server_header=False,
+    )
+
+
+def main() -> None:
+    """Entry point of the ``local-telemetry`` script."""
+    app()

@@ -1,0 +1,163 @@
+"""Every server setting, declared once.
+
+Each field of :class:`Settings` is one setting: its name gives the environment variable
+(``TELEMETRY_`` + upper-case name), its default and description are what
+``local-telemetry serve --help`` and the README table show. Names and meanings of the
+v3 guide's reference implementation are kept (``TELEMETRY_DB_PATH``,
+``TELEMETRY_API_PORT``, ``TELEMETRY_API_AUTH_ENABLED`` ...).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "TELEMETRY_"
+
+GitPlatform = Literal["github", "gitlab", "bitbucket"]
+
+
+class ConfigurationError(ValueError):
+    """A setting has a value the server cannot run with; the message says how to fix it."""
+
+
+class Settings(BaseSettings):
+    """Server configuration, read from ``TELEMETRY_*`` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+
+    db_path: Path = Field(
+        Path("./data/telemetry.sqlite"),
+        description="SQLite database file; its directory is created if missing.",
+    )
+    database_url: str | None = Field(
+        None,
+        description="Database URL (sqlite:///path); overrides TELEMETRY_DB_PATH when set.",
+    )
+    api_host: str = Field("127.0.0.1", description="Address the server binds to.")
+    api_port: int = Field(8765, ge=1, le=65535, description="TCP port the server listens on.")
+    api_workers: int = Field(
+        1, ge=1, description="Server worker processes (SQLite: 1, the single writer)."
+    )
+    db_journal_mode: Literal["WAL", "DELETE", "TRUNCATE", "PERSIST"] = Field(
+        "WAL", description="SQLite journal mode (durable modes only)."
+    )
+    db_synchronous: Literal["FULL", "EXTRA"] = Field(
+        "FULL", description="SQLite synchronous level; FULL or EXTRA keep every 2xx durable."
+    )
+    db_busy_timeout_ms: int = Field(
+        5000, ge=0, description="How long SQLite waits for a lock held by another process."
+    )
+    api_auth_enabled: bool = Field(
+        False, description="Require 'Authorization: Bearer <token>' on write endpoints."
+    )
+    api_auth_token: str | None = Field(
+        None, description="The bearer token accepted when auth is enabled."
+    )
+    rate_limit_enabled: bool = Field(False, description="Limit requests per client address.")
+    rate_limit_rpm: int = Field(60, ge=1, description="Requests per minute per client address.")
+    git_hosts: str = Field(
+        "",
+        description=(
+            "Self-hosted git hosts and their platform, comma separated, "
+            "e.g. 'git.example.com=gitlab,code.corp=github'."
+        ),
+    )
+    max_run_body_bytes: int = Field(
+        1024 * 1024, ge=1024, description="Largest accepted body for one run (413 above)."
+    )
+    max_batch_body_bytes: int = Field(
+        32 * 1024 * 1024, ge=1024, description="Largest accepted body for a batch (413 above)."
+    )
+    max_batch_items: int = Field(
+        10_000, ge=1, description="Most runs accepted in one batch (422 above)."
+    )
+    ingest_queue_size: int = Field(
+        10_000, ge=1, description="Writes waiting for the writer before new ones get 503."
+    )
+    metadata_cache_seconds: float = Field(
+        300.0, ge=0, description="How long /api/v1/metadata answers from its cache."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Server log level."
+    )
+
+    @field_validator("db_journal_mode", "db_synchronous", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Settings:
+        if self.api_auth_enabled and not self.api_auth_token:
+            raise ValueError(
+                "TELEMETRY_API_AUTH_ENABLED is true but TELEMETRY_API_AUTH_TOKEN is empty"
+            )
+        if self.database_url is not None and not self.database_url.startswith("sqlite:///"):
+            raise ValueError(
+                "TELEMETRY_DATABASE_URL must be sqlite:///path (PostgreSQL is not built yet)"
+            )
+        parse_git_hosts(self.git_hosts)
+        return self
+
+    @property
+    def sqlite_path(self) -> Path:
+        """The SQLite file in use: from ``database_url`` if set, else ``db_path``."""
+        if self.database_url is not None:
+            return Path(self.database_url.removeprefix("sqlite:///"))
+        return self.db_path
+
+    @property
+    def git_host_map(self) -> dict[str, GitPlatform]:
+        """``TELEMETRY_GIT_HOSTS`` parsed: host name (lower case) to platform."""
+        return parse_git_hosts(self.git_hosts)
+
+
+def parse_git_hosts(spec: str) -> dict[str, GitPlatform]:
+    """Parse ``host=platform,host=platform``; raise ``ValueError`` on a malformed entry."""
+    result: dict[str, GitPlatform] = {}
+    for entry in filter(None, (part.strip() for part in spec.split(","))):
+        host, sep, platform = entry.partition("=")
+        platform = platform.strip().lower()
+        if not sep or not host.strip() or platform not in ("github", "gitlab", "bitbucket"):
+            raise ValueError(
+                f"TELEMETRY_GIT_HOSTS entry {entry!r} must look like host=github|gitlab|bitbucket"
+            )
+        result[host.strip().lower()] = platform  # type: ignore[assignment]
+    return result
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment, with ``overrides`` taking precedence.
+
+    Raises :class:`ConfigurationError` with a readable message when a value is invalid.
+    """
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{ENV_PREFIX}{'_'.join(str(p) for p in err['loc']).upper() or 'SETTINGS'}: "
+            f"{err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigurationError(problems) from exc
+
+
+def describe_settings() -> list[tuple[str, str, str]]:
+    """(environment variable, default, description) of every setting, in declaration order."""
+    rows = []
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        shown = "" if default is None else str(default)
+        rows.append((ENV_PREFIX + name.upper(), shown, field.description or ""))
+    return rows

@@ -1,0 +1,311 @@
+"""Request and response shapes, and every field rule, in one place.
+
+Rules (the v3 guide's, tightened where it let bad data through):
+- timestamps are ISO 8601 strings *with* a timezone, stored as UTC (``timestamps.py``);
+- ``status`` is one of the canonical values; aliases (``failed``, ``completed``,
+  ``succeeded``) are accepted on create and in the query filter, never on PATCH;
+- counters and ``duration_ms`` are integers in 0..2^63-1 (no floats, strings or bools);
+- strings hold no NUL character; identifiers are 1..256 characters;
+- ``git_commit_hash``/``commit_hash`` are 7-40 hex digits, ``git_commit_source`` is
+  ``manual``, ``llm`` or ``ci``;
+- ``metrics_json``/``context_json`` are JSON objects (numbers in them finite: the body
+  parser in ``api/body.py`` refuses NaN and Infinity everywhere).
+
+Unknown fields are ignored on create (old clients send extra fields such as
+``api_posted``) and rejected on PATCH, where a silently ignored field would look updated.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+)
+
+from local_telemetry.timestamps import TimestampError, normalize
+
+CANONICAL_STATUSES: tuple[str, ...] = (
+    "running",
+    "success",
+    "failure",
+    "partial",
+    "timeout",
+    "cancelled",
+)
+STATUS_ALIASES: dict[str, str] = {
+    "failed": "failure",
+    "completed": "success",
+    "succeeded": "success",
+}
+COMMIT_SOURCES: tuple[str, ...] = ("manual", "llm", "ci")
+MAX_INT64 = 2**63 - 1
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+def _timestamp(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO 8601 string with timezone")
+    try:
+        return normalize(value)
+    except TimestampError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def status_message() -> str:
+    """The text of every status validation error (the v3 guide quotes its start)."""
+    return "Status must be one of: " + ", ".join(CANONICAL_STATUSES)
+
+
+def canonical_status(value: Any, *, allow_aliases: bool) -> str:
+    """Return the canonical status for ``value``; raise ``ValueError`` when unknown."""
+    if isinstance(value, str):
+        if value in CANONICAL_STATUSES:
+            return value
+        if allow_aliases and value in STATUS_ALIASES:
+            return STATUS_ALIASES[value]
+    suffix = " (aliases failed/completed/succeeded are accepted on create only)"
+    raise ValueError(status_message() + ("" if allow_aliases else suffix))
+
+
+def _create_status(value: Any) -> str:
+    return canonical_status(value, allow_aliases=True)
+
+
+def _update_status(value: Any) -> str:
+    return canonical_status(value, allow_aliases=False)
+
+
+def _commit_hash(value: str) -> str:
+    if not all(c in "0123456789abcdefABCDEF" for c in value):
+        raise ValueError("must be 7-40 hexadecimal characters")
+    return value.lower()
+
+
+Identifier = Annotated[
+    str, StringConstraints(min_length=1, max_length=256), AfterValidator(_no_nul)
+]
+Text = Annotated[str, AfterValidator(_no_nul)]
+Timestamp = Annotated[str, BeforeValidator(_timestamp)]
+Counter = Annotated[int, Strict(), Field(ge=0, le=MAX_INT64)]
+CommitHash = Annotated[
+    str, StringConstraints(min_length=7, max_length=40), AfterValidator(_commit_hash)
+]
+CommitSource = Literal["manual", "llm", "ci"]
+JsonObject = dict[str, Any]
+
+
+class _RunFields(BaseModel):
+    """Optional fields shared by create and update."""
+
+    end_time: Timestamp | None = None
+    product: Text | None = None
+    product_family: Text | None = None
+    platform: Text | None = None
+    subdomain: Text | None = None
+    website: Text | None = None
+    website_section: Text | None = None
+    item_name: Text | None = None
+    agent_owner: Text | None = None
+    items_discovered: Counter | None = None
+    items_succeeded: Counter | None = None
+    items_failed: Counter | None = None
+    items_skipped: Counter | None = None
+    duration_ms: Counter | None = None
+    input_summary: Text | None = None
+    output_summary: Text | None = None
+    source_ref: Text | None = None
+    target_ref: Text | None = None
+    error_summary: Text | None = None
+    error_details: Text | None = None
+    git_repo: Text | None = None
+    git_branch: Text | None = None
+    git_commit_hash: CommitHash | None = None
+    git_run_tag: Text | None = None
+    git_commit_source: CommitSource | None = None
+    git_commit_author: Text | None = None
+    git_commit_timestamp: Timestamp | None = None
+    host: Text | None = None
+    environment: Text | None = None
+    trigger_type: Text | None = None
+    metrics_json: JsonObject | None = None
+    context_json: JsonObject | None = None
+    insight_id: Text | None = None
+    parent_run_id: Text | None = None
+    api_posted: Annotated[bool, Strict()] | None = None
+    api_posted_at: Timestamp | None = None
+    api_retry_count: Counter | None = None
+
+
+class RunCreate(_RunFields):
+    """Body of ``POST /api/v1/runs`` and one item of ``POST /api/v1/runs/batch``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    event_id: Identifier = Field(description="Idempotency key; UUID recommended.")
+    run_id: Identifier = Field(description="Application-level run identifier.")
+    agent_name: Identifier
+    job_type: Identifier
+    start_time: Timestamp = Field(description="ISO 8601 with timezone.")
+    status: Annotated[str, BeforeValidator(_create_status)] = Field(
+        "running", description="Canonical status or alias failed/completed/succeeded."
+    )
+    created_at: Timestamp | None = Field(
+        None, description="Defaults to the time the server received the run."
+    )
+
+    def to_row(self) -> dict[str, Any]:
+        """The columns to insert: fields the client sent (None left to column defaults)."""
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+class RunUpdate(_RunFields):
+    """Body of ``PATCH /api/v1/runs/{event_id}``: only the fields sent are changed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Annotated[str, BeforeValidator(_update_status)] | None = None
+
+    def changes(self) -> dict[str, Any]:
+        """Fields the client sent, in the order it sent them; explicit nulls clear a field."""
+        return self.model_dump(exclude_unset=True)
+
+
+# Fields whose null would break the row's meaning: PATCH may not clear them.
+NOT_NULLABLE_ON_UPDATE: frozenset[str] = frozenset(
+    {
+        "status",
+        "items_discovered",
+        "items_succeeded",
+        "items_failed",
+        "items_skipped",
+        "duration_ms",
+        "api_posted",
+        "api_retry_count",
+    }
+)
+
+
+class CommitAssociation(BaseModel):
+    """Body of ``POST /api/v1/runs/{event_id}/associate-commit``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    commit_hash: CommitHash
+    commit_source: CommitSource
+    commit_author: Text | None = None
+    commit_timestamp: Timestamp | None = None
+
+    def changes(self) -> dict[str, Any]:
+        """The run columns this association sets."""
+        fields: dict[str, Any] = {
+            "git_commit_hash": self.commit_hash,
+            "git_commit_source": self.commit_source,
+        }
+        if self.commit_author is not None:
+            fields["git_commit_author"] = self.commit_author
+        if self.commit_timestamp is not None:
+            fields["git_commit_timestamp"] = self.commit_timestamp
+        return fields
+
+
+class RunQuery(BaseModel):
+    """Filters of ``GET /api/v1/runs`` (validated from the query string)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    agent_name: Text | None = None
+    job_type: Text | None = None
+    run_id: Text | None = None
+    parent_run_id: Text | None = None
+    status: Annotated[str, BeforeValidator(_create_status)] | None = None
+    created_before: Timestamp | None = None
+    created_after: Timestamp | None = None
+    start_time_from: Timestamp | None = None
+    start_time_to: Timestamp | None = None
+    limit: int = Field(100, ge=1, le=1000)
+    offset: int = Field(0, ge=0, le=MAX_INT64)
+
+
+# ----- responses (documented in OpenAPI; handlers build the dicts directly) -----
+
+
+class CreateResult(BaseModel):
+    """Answer to ``POST /api/v1/runs`` (HTTP 201 for a new and a repeated event_id)."""
+
+    status: Literal["created", "duplicate"]
+    event_id: str
+    run_id: str | None = None
+    message: str | None = None
+
+
+class UpdateResult(BaseModel):
+    """Answer to ``PATCH /api/v1/runs/{event_id}``."""
+
+    event_id: str
+    updated: bool
+    fields_updated: list[str]
+
+
+class CommitResult(BaseModel):
+    """Answer to ``POST /api/v1/runs/{event_id}/associate-commit``."""
+
+    status: Literal["success"]
+    event_id: str
+    run_id: str
+    commit_hash: str
+
+
+class BatchError(BaseModel):
+    """Why one batch item was not stored."""
+
+    index: int
+    event_id: str | None
+    detail: str
+
+
+class BatchResult(BaseModel):
+    """Answer to ``POST /api/v1/runs/batch``."""
+
+    inserted: int
+    duplicates: int
+    errors: list[BatchError]
+    total: int
+
+
+class RunPublic(_RunFields):
+    """A stored run as the API returns it."""
+
+    event_id: str
+    run_id: str
+    agent_name: str
+    job_type: str
+    status: str
+    start_time: str
+    created_at: str
+    updated_at: str | None
+    commit_url: str | None
+    repo_url: str | None
+
+
+class CommitUrl(BaseModel):
+    """Answer to ``GET /api/v1/runs/{event_id}/commit-url``."""
+
+    commit_url: str | None
+
+
+class RepoUrl(BaseModel):
+    """Answer to ``GET /api/v1/runs/{event_id}/repo-url``."""
+
+    repo_url: str | None

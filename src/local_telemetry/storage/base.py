@@ -1,0 +1,150 @@
+"""The storage contract every backend implements.
+
+Writes are expressed as small operation objects and applied in groups by
+:meth:`Store.apply`: one transaction for the whole group, each operation isolated so
+that one failing operation does not undo the others. The ingest writer
+(``ingest.py``) owns the call to ``apply``; readers call the query methods from a
+thread pool. Every backend must pass ``tests/storage/test_store_contract.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+# Columns of a run, in the order the API returns them (plus commit_url/repo_url).
+RUN_COLUMNS: tuple[str, ...] = (
+    "event_id",
+    "run_id",
+    "created_at",
+    "updated_at",
+    "start_time",
+    "end_time",
+    "agent_name",
+    "agent_owner",
+    "job_type",
+    "status",
+    "product",
+    "product_family",
+    "platform",
+    "subdomain",
+    "website",
+    "website_section",
+    "item_name",
+    "items_discovered",
+    "items_succeeded",
+    "items_failed",
+    "items_skipped",
+    "duration_ms",
+    "input_summary",
+    "output_summary",
+    "source_ref",
+    "target_ref",
+    "error_summary",
+    "error_details",
+    "git_repo",
+    "git_branch",
+    "git_commit_hash",
+    "git_run_tag",
+    "git_commit_source",
+    "git_commit_author",
+    "git_commit_timestamp",
+    "host",
+    "environment",
+    "trigger_type",
+    "metrics_json",
+    "context_json",
+    "api_posted",
+    "api_posted_at",
+    "api_retry_count",
+    "insight_id",
+    "parent_run_id",
+)
+JSON_COLUMNS: frozenset[str] = frozenset({"metrics_json", "context_json"})
+BOOL_COLUMNS: frozenset[str] = frozenset({"api_posted"})
+
+
+@dataclass(frozen=True)
+class InsertRuns:
+    """Insert runs; an existing ``event_id`` is left untouched and reported as duplicate.
+
+    Result: one ``True`` (created) or ``False`` (duplicate) per row, in order.
+    """
+
+    rows: Sequence[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class UpdateRun:
+    """Set ``fields`` on the run ``event_id`` and stamp ``updated_at``.
+
+    Result: the run's ``run_id``, or ``None`` when no such run exists.
+    """
+
+    event_id: str
+    fields: dict[str, Any]
+
+
+WriteOp = InsertRuns | UpdateRun
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """Filters of a run listing; timestamps already in the stored UTC form."""
+
+    agent_name: str | None = None
+    job_type: str | None = None
+    status: str | None = None
+    run_id: str | None = None
+    parent_run_id: str | None = None
+    created_before: str | None = None
+    created_after: str | None = None
+    start_time_from: str | None = None
+    start_time_to: str | None = None
+    limit: int = 100
+    offset: int = 0
+
+
+@dataclass
+class StoreInfo:
+    """What ``/health`` and ``/metrics`` report about the store."""
+
+    backend: str
+    location: str
+    journal_mode: str
+    synchronous: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Store(Protocol):
+    """A run store. Query methods are thread-safe; ``apply`` is called by one writer."""
+
+    def migrate(self) -> None:
+        """Create or upgrade the schema (idempotent)."""
+
+    def apply(self, ops: Sequence[WriteOp]) -> list[Any]:
+        """Apply ``ops`` in one durable transaction; return one result or exception each.
+
+        An exception for one operation means that operation changed nothing; the others
+        are committed. If the commit itself fails, the exception propagates and nothing
+        of the group is stored.
+        """
+
+    def get_run(self, event_id: str) -> dict[str, Any] | None:
+        """The stored run, or ``None``."""
+
+    def list_runs(self, run_filter: RunFilter) -> list[dict[str, Any]]:
+        """Runs matching the filter, newest ``created_at`` first."""
+
+    def distinct_values(self) -> tuple[list[str], list[str]]:
+        """Sorted distinct agent names and job types."""
+
+    def run_counts(self, since: str) -> tuple[int, dict[str, int], int]:
+        """Total runs, runs per agent, and runs created after ``since``."""
+
+    def info(self) -> StoreInfo:
+        """Backend facts for health and metrics endpoints."""
+
+    def close(self) -> None:
+        """Release every connection."""

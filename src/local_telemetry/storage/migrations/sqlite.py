@@ -1,0 +1,256 @@
+"""Versioned schema migrations for the SQLite backend.
+
+Applied versions are recorded in ``local_telemetry_schema``. Migration 1 creates the
+schema, or adopts a database made by the earlier reference implementation of the v3
+API (an ``agent_runs`` table with an ``id`` primary key and client-written timestamps):
+its rows are copied into the new table with timestamps normalized to UTC and status
+aliases mapped to canonical values, and nothing is dropped that was stored.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from local_telemetry.schemas import CANONICAL_STATUSES, STATUS_ALIASES
+from local_telemetry.storage.base import RUN_COLUMNS
+from local_telemetry.timestamps import normalize_legacy, now_stored
+
+log = logging.getLogger(__name__)
+
+COUNTER_COLUMNS = (
+    "items_discovered",
+    "items_succeeded",
+    "items_failed",
+    "items_skipped",
+    "duration_ms",
+)
+TIMESTAMP_COLUMNS = (
+    "created_at",
+    "updated_at",
+    "start_time",
+    "end_time",
+    "git_commit_timestamp",
+    "api_posted_at",
+)
+
+_counter_checks = ",\n    ".join(f"CHECK ({c} >= 0)" for c in COUNTER_COLUMNS)
+
+AGENT_RUNS_DDL = f"""
+CREATE TABLE agent_runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL UNIQUE,
+    run_id TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT,
+    start_time TEXT NOT NULL,
+    end_time TEXT,
+    agent_name TEXT NOT NULL,
+    agent_owner TEXT,
+    job_type TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'running',
+    product TEXT,
+    product_family TEXT,
+    platform TEXT,
+    subdomain TEXT,
+    website TEXT,
+    website_section TEXT,
+    item_name TEXT,
+    items_discovered INTEGER NOT NULL DEFAULT 0,
+    items_succeeded INTEGER NOT NULL DEFAULT 0,
+    items_failed INTEGER NOT NULL DEFAULT 0,
+    items_skipped INTEGER NOT NULL DEFAULT 0,
+    duration_ms INTEGER NOT NULL DEFAULT 0,
+    input_summary TEXT,
+    output_summary TEXT,
+    source_ref TEXT,
+    target_ref TEXT,
+    error_summary TEXT,
+    error_details TEXT,
+    git_repo TEXT,
+    git_branch TEXT,
+    git_commit_hash TEXT,
+    git_run_tag TEXT,
+    git_commit_source TEXT,
+    git_commit_author TEXT,
+    git_commit_timestamp TEXT,
+    host TEXT,
+    environment TEXT,
+    trigger_type TEXT,
+    metrics_json TEXT,
+    context_json TEXT,
+    api_posted INTEGER NOT NULL DEFAULT 0,
+    api_posted_at TEXT,
+    api_retry_count INTEGER NOT NULL DEFAULT 0,
+    insight_id TEXT,
+    parent_run_id TEXT,
+    {_counter_checks}
+)
+"""
+
+# Composite indexes serve "filter by X, newest first" without a sort.
+INDEXES = (
+    "CREATE INDEX idx_runs_created ON agent_runs(created_at)",
+    "CREATE INDEX idx_runs_agent_created ON agent_runs(agent_name, created_at)",
+    "CREATE INDEX idx_runs_job_created ON agent_runs(job_type, created_at)",
+    "CREATE INDEX idx_runs_status_created ON agent_runs(status, created_at)",
+    "CREATE INDEX idx_runs_start ON agent_runs(start_time)",
+    "CREATE INDEX idx_runs_run_id ON agent_runs(run_id)",
+    "CREATE INDEX idx_runs_parent ON agent_runs(parent_run_id)",
+)
+
+# Per-agent counts kept by triggers, so /metrics never groups the whole table.
+RUN_COUNTS = (
+    """CREATE TABLE run_counts (
+        agent_name TEXT PRIMARY KEY,
+        runs INTEGER NOT NULL
+    )""",
+    """CREATE TRIGGER run_counts_insert AFTER INSERT ON agent_runs BEGIN
+        INSERT INTO run_counts(agent_name, runs) VALUES (NEW.agent_name, 1)
+        ON CONFLICT(agent_name) DO UPDATE SET runs = runs + 1;
+    END""",
+    """CREATE TRIGGER run_counts_delete AFTER DELETE ON agent_runs BEGIN
+        UPDATE run_counts SET runs = runs - 1 WHERE agent_name = OLD.agent_name;
+        DELETE FROM run_counts WHERE agent_name = OLD.agent_name AND runs <= 0;
+    END""",
+    """CREATE TRIGGER run_counts_rename AFTER UPDATE OF agent_name ON agent_runs
+    WHEN OLD.agent_name IS NOT NEW.agent_name BEGIN
+        UPDATE run_counts SET runs = runs - 1 WHERE agent_name = OLD.agent_name;
+        DELETE FROM run_counts WHERE agent_name = OLD.agent_name AND runs <= 0;
+        INSERT INTO run_counts(agent_name, runs) VALUES (NEW.agent_name, 1)
+        ON CONFLICT(agent_name) DO UPDATE SET runs = runs + 1;
+    END""",
+)
+
+LEGACY_TABLE = "agent_runs_before_local_telemetry"
+COPY_CHUNK = 5000
+
+
+def _table_columns(conn: sqlite3.Connection, table: str) -> list[str]:
+    return [row[1] for row in conn.execute(f'PRAGMA table_info("{table}")')]
+
+
+def _legacy_row(row: dict[str, Any]) -> dict[str, Any]:
+    """Map one row of the earlier implementation's table onto the current columns."""
+    for column in TIMESTAMP_COLUMNS:
+        if column in row:
+            row[column] = normalize_legacy(row[column])
+    status = row.get("status")
+    if isinstance(status, str):
+        status = STATUS_ALIASES.get(status.strip().lower(), status.strip().lower())
+    row["status"] = status if status in CANONICAL_STATUSES else (status or "running")
+    for column in COUNTER_COLUMNS + ("api_retry_count",):
+        if row.get(column) is None:
+            row[column] = 0
+    row["api_posted"] = 1 if row.get("api_posted") else 0
+    if not row.get("event_id"):
+        row["event_id"] = f"legacy-{row.get('id') or uuid.uuid4()}"
+    row["created_at"] = row.get("created_at") or row.get("start_time") or now_stored()
+    row["start_time"] = row.get("start_time") or row["created_at"]
+    row["run_id"] = row.get("run_id") or row["event_id"]
+    row["agent_name"] = row.get("agent_name") or "unknown"
+    row["job_type"] = row.get("job_type") or "unknown"
+    return row
+
+
+def _adopt_legacy_runs(conn: sqlite3.Connection) -> int:
+    """Move the earlier implementation's rows into the new table; return how many."""
+    conn.execute(f"ALTER TABLE agent_runs RENAME TO {LEGACY_TABLE}")
+    conn.execute(AGENT_RUNS_DDL)
+    legacy_columns = _table_columns(conn, LEGACY_TABLE)
+    kept = (["id"] if "id" in legacy_columns else []) + [
+        c for c in RUN_COLUMNS if c in legacy_columns
+    ]
+    # Columns _legacy_row always fills, whether or not the old table had them.
+    always = ("event_id", "run_id", "created_at", "start_time", "agent_name", "job_type",
+              "status", "api_posted", *COUNTER_COLUMNS, "api_retry_count")
+    target = list(dict.fromkeys([*kept, *always]))
+    insert = (
+        f"INSERT INTO agent_runs ({', '.join(target)}) "
+        f"VALUES ({', '.join('?' for _ in target)})"
+    )
+    select = f'SELECT {", ".join(kept)} FROM {LEGACY_TABLE} ORDER BY rowid'
+    reader = conn.execute(select)
+    copied = 0
+    while chunk := reader.fetchmany(COPY_CHUNK):
+        rows = [_legacy_row(dict(zip(kept, values, strict=True))) for values in chunk]
+        conn.executemany(insert, [tuple(r.get(c) for c in target) for r in rows])
+        copied += len(rows)
+    conn.execute(f"DROP TABLE {LEGACY_TABLE}")
+    return copied
+
+
+def _migration_1(conn: sqlite3.Connection) -> None:
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if "agent_runs" in tables:
+        copied = _adopt_legacy_runs(conn)
+        log.info("adopted %d runs from an earlier telemetry database", copied)
+    else:
+        conn.execute(AGENT_RUNS_DDL)
+    if "run_events" in tables:
+        # The earlier implementation's event table has another shape; keep it aside.
+        conn.execute("ALTER TABLE run_events RENAME TO legacy_run_events")
+    for statement in INDEXES:
+        conn.execute(statement)
+    for statement in RUN_COUNTS[:1]:
+        conn.execute(statement)
+    conn.execute(
+        "INSERT INTO run_counts(agent_name, runs) "
+        "SELECT agent_name, COUNT(*) FROM agent_runs GROUP BY agent_name"
+    )
+    for statement in RUN_COUNTS[1:]:
+        conn.execute(statement)
+
+
+Migration = tuple[int, str, Callable[[sqlite3.Connection], None]]
+
+MIGRATIONS: tuple[Migration, ...] = (
+    (1, "runs table, indexes, per-agent counts; adopt an earlier agent_runs table", _migration_1),
+)
+
+
+def applied_version(conn: sqlite3.Connection) -> int:
+    """Highest applied migration version (0 for a new or foreign database)."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS local_telemetry_schema ("
+        "version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at TEXT NOT NULL)"
+    )
+    row = conn.execute("SELECT MAX(version) FROM local_telemetry_schema").fetchone()
+    return int(row[0] or 0)
+
+
+def migrate(conn: sqlite3.Connection) -> list[int]:
+    """Apply pending migrations, each in its own transaction; return the versions applied."""
+    done: list[int] = []
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        current = applied_version(conn)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    for version, description, apply in MIGRATIONS:
+        if version <= current:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Another process may have migrated while we waited for the lock.
+            if applied_version(conn) >= version:
+                conn.execute("COMMIT")
+                continue
+            apply(conn)
+            conn.execute(
+                "INSERT INTO local_telemetry_schema(version, description, applied_at) "
+                "VALUES (?, ?, ?)",
+                (version, description, now_stored()),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        done.append(version)
+        log.info("applied migration %d: %s", version, description)
+    return done

@@ -1,0 +1,272 @@
+"""The embedded SQLite backend (standard library ``sqlite3``).
+
+One write connection, used only by the ingest writer thread, applies groups of
+operations in one ``BEGIN IMMEDIATE`` ... ``COMMIT`` (WAL + ``synchronous=FULL``: the
+commit returns after the WAL is fsync'd). Readers get one connection per thread, so the
+thread pool's queries run beside the writer.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from local_telemetry.storage.base import (
+    BOOL_COLUMNS,
+    JSON_COLUMNS,
+    RUN_COLUMNS,
+    InsertRuns,
+    RunFilter,
+    StoreInfo,
+    UpdateRun,
+    WriteOp,
+)
+from local_telemetry.storage.migrations import sqlite as migrations
+from local_telemetry.timestamps import now_stored
+
+INSERT_COLUMNS: tuple[str, ...] = tuple(c for c in RUN_COLUMNS if c != "updated_at")
+_INSERT_SQL = (
+    f"INSERT INTO agent_runs ({', '.join(INSERT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in INSERT_COLUMNS)}) ON CONFLICT(event_id) DO NOTHING"
+)
+_SELECT_COLUMNS = ", ".join(RUN_COLUMNS)
+_DEFAULTS: dict[str, Any] = {
+    "status": "running",
+    "items_discovered": 0,
+    "items_succeeded": 0,
+    "items_failed": 0,
+    "items_skipped": 0,
+    "duration_ms": 0,
+    "api_posted": 0,
+    "api_retry_count": 0,
+}
+_UPDATABLE = frozenset(RUN_COLUMNS) - {"event_id", "created_at", "updated_at"}
+
+
+def encode_value(column: str, value: Any) -> Any:
+    """Python value of a run field to the value stored in its column."""
+    if value is None:
+        return None
+    if column in JSON_COLUMNS:
+        return orjson.dumps(value).decode()
+    if column in BOOL_COLUMNS:
+        return 1 if value else 0
+    return value
+
+
+def decode_row(row: Sequence[Any]) -> dict[str, Any]:
+    """A stored row (columns in ``RUN_COLUMNS`` order) as the API's run dict."""
+    run = dict(zip(RUN_COLUMNS, row, strict=True))
+    for column in JSON_COLUMNS:
+        text = run[column]
+        if text is not None:
+            try:
+                run[column] = orjson.loads(text)
+            except orjson.JSONDecodeError:
+                pass  # adopted from an older database: keep the text as it was
+    for column in BOOL_COLUMNS:
+        run[column] = bool(run[column])
+    return run
+
+
+class SQLiteStore:
+    """:class:`~local_telemetry.storage.base.Store` on one SQLite file."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        journal_mode: str = "WAL",
+        synchronous: str = "FULL",
+        busy_timeout_ms: int = 5000,
+    ) -> None:
+        self.path = Path(path)
+        self.journal_mode = journal_mode
+        self.synchronous = synchronous
+        self.busy_timeout_ms = busy_timeout_ms
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._writer: sqlite3.Connection | None = None
+
+    # ----- connections -----
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=30
+        )
+        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+        conn.execute(f"PRAGMA journal_mode = {self.journal_mode}")
+        conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        with self._lock:
+            self._connections.append(conn)
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+        return conn
+
+    def _write_conn(self) -> sqlite3.Connection:
+        if self._writer is None:
+            self._writer = self._connect()
+        return self._writer
+
+    # ----- Store protocol -----
+
+    def migrate(self) -> None:
+        """Apply pending schema migrations."""
+        migrations.migrate(self._write_conn())
+
+    def apply(self, ops: Sequence[WriteOp]) -> list[Any]:
+        """Apply a group of writes in one transaction (see ``Store.apply``)."""
+        conn = self._write_conn()
+        results: list[Any] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for op in ops:
+                conn.execute("SAVEPOINT op")
+                try:
+                    result = self._apply_one(conn, op)
+                except (sqlite3.IntegrityError, ValueError) as exc:
+                    conn.execute("ROLLBACK TO op")
+                    result = exc
+                conn.execute("RELEASE op")
+                results.append(result)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return results
+
+    def _apply_one(self, conn: sqlite3.Connection, op: WriteOp) -> Any:
+        if isinstance(op, InsertRuns):
+            return self._insert(conn, op.rows)
+        return self._update(conn, op)
+
+    @staticmethod
+    def _insert(conn: sqlite3.Connection, rows: Sequence[dict[str, Any]]) -> list[bool]:
+        created: list[bool] = []
+        now = now_stored()
+        for row in rows:
+            values = []
+            for column in INSERT_COLUMNS:
+                value = row.get(column)
+                if value is None:
+                    value = now if column == "created_at" else _DEFAULTS.get(column)
+                values.append(encode_value(column, value))
+            cursor = conn.execute(_INSERT_SQL, values)
+            created.append(cursor.rowcount == 1)
+        return created
+
+    @staticmethod
+    def _update(conn: sqlite3.Connection, op: UpdateRun) -> str | None:
+        unknown = set(op.fields) - _UPDATABLE
+        if unknown:
+            raise ValueError(f"fields cannot be updated: {', '.join(sorted(unknown))}")
+        columns = list(op.fields)
+        assignments = ", ".join(f"{c} = ?" for c in [*columns, "updated_at"])
+        values = [encode_value(c, op.fields[c]) for c in columns]
+        row = conn.execute(
+            f"UPDATE agent_runs SET {assignments} WHERE event_id = ? RETURNING run_id",
+            [*values, now_stored(), op.event_id],
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def get_run(self, event_id: str) -> dict[str, Any] | None:
+        """The run with this ``event_id``, or ``None``."""
+        row = self._reader().execute(
+            f"SELECT {_SELECT_COLUMNS} FROM agent_runs WHERE event_id = ?", (event_id,)
+        ).fetchone()
+        return None if row is None else decode_row(row)
+
+    def list_runs(self, run_filter: RunFilter) -> list[dict[str, Any]]:
+        """Runs matching ``run_filter``, newest ``created_at`` first."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column in ("agent_name", "job_type", "status", "run_id", "parent_run_id"):
+            value = getattr(run_filter, column)
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        for attribute, column, operator in (
+            ("created_before", "created_at", "<"),
+            ("created_after", "created_at", ">"),
+            ("start_time_from", "start_time", ">="),
+            ("start_time_to", "start_time", "<="),
+        ):
+            value = getattr(run_filter, attribute)
+            if value is not None:
+                clauses.append(f"{column} {operator} ?")
+                params.append(value)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        sql = (
+            f"SELECT {_SELECT_COLUMNS} FROM agent_runs {where} "
+            "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?"
+        )
+        rows = self._reader().execute(sql, [*params, run_filter.limit, run_filter.offset])
+        return [decode_row(row) for row in rows]
+
+    def distinct_values(self) -> tuple[list[str], list[str]]:
+        """Sorted distinct agent names (from the counts table) and job types."""
+        conn = self._reader()
+        agents = [r[0] for r in conn.execute("SELECT agent_name FROM run_counts ORDER BY 1")]
+        # Skip-scan over the (job_type, created_at) index: one probe per distinct value.
+        job_types: list[str] = []
+        row = conn.execute("SELECT MIN(job_type) FROM agent_runs").fetchone()
+        while row is not None and row[0] is not None:
+            job_types.append(row[0])
+            row = conn.execute(
+                "SELECT MIN(job_type) FROM agent_runs WHERE job_type > ?", (row[0],)
+            ).fetchone()
+        return agents, job_types
+
+    def run_counts(self, since: str) -> tuple[int, dict[str, int], int]:
+        """Total runs, runs per agent (most first), runs created after ``since``."""
+        conn = self._reader()
+        per_agent = {
+            str(name): int(count)
+            for name, count in conn.execute(
+                "SELECT agent_name, runs FROM run_counts ORDER BY runs DESC, agent_name"
+            )
+        }
+        recent = conn.execute(
+            "SELECT COUNT(*) FROM agent_runs WHERE created_at > ?", (since,)
+        ).fetchone()[0]
+        return sum(per_agent.values()), per_agent, int(recent)
+
+    def info(self) -> StoreInfo:
+        """Backend, file and the journal/synchronous modes actually in force."""
+        conn = self._reader()
+        journal = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).upper()
+        level = int(conn.execute("PRAGMA synchronous").fetchone()[0])
+        names = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
+        return StoreInfo(
+            backend="sqlite",
+            location=str(self.path.resolve()),
+            journal_mode=journal,
+            synchronous=names.get(level, str(level)),
+        )
+
+    def integrity_check(self) -> str:
+        """Result of ``PRAGMA integrity_check`` (``"ok"`` when healthy)."""
+        return str(self._reader().execute("PRAGMA integrity_check").fetchone()[0])
+
+    def close(self) -> None:
+        """Close every connection this store opened."""
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()
+        self._writer = None
+        self._local = threading.local()
