@@ -12,6 +12,7 @@ is not durable. When the queue is full, :class:`WriterBusy` tells the caller to 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -133,10 +134,8 @@ class GroupCommitWriter:
         for pending, result in zip(group, results, strict=True):
             by_loop.setdefault(pending.loop, []).append((pending.future, result))
         for loop, outcomes in by_loop.items():
-            try:
+            with contextlib.suppress(RuntimeError):  # loop closed: the requests are gone
                 loop.call_soon_threadsafe(_resolve, outcomes)
-            except RuntimeError:  # loop closed: the requests are gone
-                pass
 
 
 def _resolve(outcomes: list[tuple[asyncio.Future[Any], Any]]) -> None:

@@ -95,7 +95,8 @@ class RateLimiter:
             bucket = self._buckets.get(client)
             if bucket is None:
                 bucket = self._buckets[client] = _Bucket(float(self.rpm), now)
-            bucket.tokens = min(float(self.rpm), bucket.tokens + (now - bucket.updated) * self._rate)
+            refill = (now - bucket.updated) * self._rate
+            bucket.tokens = min(float(self.rpm), bucket.tokens + refill)
             bucket.updated = now
             if bucket.tokens >= 1:
                 bucket.tokens -= 1

@@ -8,6 +8,7 @@ thread pool's queries run beside the writer.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -65,10 +66,9 @@ def decode_row(row: Sequence[Any]) -> dict[str, Any]:
     for column in JSON_COLUMNS:
         text = run[column]
         if text is not None:
-            try:
+            # Text adopted from an older database may not be JSON: keep it as it was.
+            with contextlib.suppress(orjson.JSONDecodeError):
                 run[column] = orjson.loads(text)
-            except orjson.JSONDecodeError:
-                pass  # adopted from an older database: keep the text as it was
     for column in BOOL_COLUMNS:
         run[column] = bool(run[column])
     return run

@@ -142,7 +142,7 @@ def _legacy_row(row: dict[str, Any]) -> dict[str, Any]:
     if isinstance(status, str):
         status = STATUS_ALIASES.get(status.strip().lower(), status.strip().lower())
     row["status"] = status if status in CANONICAL_STATUSES else (status or "running")
-    for column in COUNTER_COLUMNS + ("api_retry_count",):
+    for column in (*COUNTER_COLUMNS, "api_retry_count"):
         if row.get(column) is None:
             row[column] = 0
     row["api_posted"] = 1 if row.get("api_posted") else 0
