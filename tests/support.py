@@ -86,7 +86,6 @@ class ServerProcess:
                 self.kill()
 
 
-
 def new_run(**fields: Any) -> dict[str, Any]:
     """A valid create body with a fresh event_id and unique agent name; override freely."""
     tag = uuid.uuid4().hex[:12]

@@ -40,9 +40,7 @@ def _root(
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address [TELEMETRY_API_HOST].")] = None,
     port: Annotated[int | None, typer.Option(help="Port [TELEMETRY_API_PORT].")] = None,
-    db_path: Annotated[
-        str | None, typer.Option(help="SQLite file [TELEMETRY_DB_PATH].")
-    ] = None,
+    db_path: Annotated[str | None, typer.Option(help="SQLite file [TELEMETRY_DB_PATH].")] = None,
 ) -> None:
     """Start the HTTP API server (settings from TELEMETRY_* variables; options win)."""
     overrides = {

@@ -20,7 +20,10 @@ def test_metrics_count_runs_per_agent(api: httpx.Client) -> None:
     run = new_run()
     before = api.get("/metrics").json()
     assert api.post("/api/v1/runs", json=run).status_code == 201
-    assert api.post("/api/v1/runs", json={**run, "event_id": run["event_id"] + "-2"}).status_code == 201
+    assert (
+        api.post("/api/v1/runs", json={**run, "event_id": run["event_id"] + "-2"}).status_code
+        == 201
+    )
     after = api.get("/metrics").json()
     assert after["total_runs"] == before["total_runs"] + 2
     assert after["agents"][run["agent_name"]] == 2

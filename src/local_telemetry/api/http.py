@@ -66,9 +66,7 @@ async def read_json(request: Request, limit: int) -> Any:
         if len(body) > limit:
             raise ApiError(413, f"Request body larger than {limit} bytes")
     if not body.strip():
-        raise ApiError(
-            422, [{"type": "missing", "loc": ["body"], "msg": "Request body is empty"}]
-        )
+        raise ApiError(422, [{"type": "missing", "loc": ["body"], "msg": "Request body is empty"}])
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:

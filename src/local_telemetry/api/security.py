@@ -110,9 +110,11 @@ class RateLimiter:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Count API requests per client; answer 429 with ``Retry-After`` when exhausted."""
-        if scope["type"] != "http" or scope["path"] in RATE_LIMIT_EXEMPT or not scope[
-            "path"
-        ].startswith("/api/"):
+        if (
+            scope["type"] != "http"
+            or scope["path"] in RATE_LIMIT_EXEMPT
+            or not scope["path"].startswith("/api/")
+        ):
             await self.app(scope, receive, send)
             return
         client = scope.get("client")

@@ -98,9 +98,7 @@ class SQLiteStore:
     # ----- connections -----
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=30
-        )
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
         conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
         conn.execute(f"PRAGMA journal_mode = {self.journal_mode}")
         conn.execute(f"PRAGMA synchronous = {self.synchronous}")
@@ -185,9 +183,11 @@ class SQLiteStore:
 
     def get_run(self, event_id: str) -> dict[str, Any] | None:
         """The run with this ``event_id``, or ``None``."""
-        row = self._reader().execute(
-            f"SELECT {_SELECT_COLUMNS} FROM agent_runs WHERE event_id = ?", (event_id,)
-        ).fetchone()
+        row = (
+            self._reader()
+            .execute(f"SELECT {_SELECT_COLUMNS} FROM agent_runs WHERE event_id = ?", (event_id,))
+            .fetchone()
+        )
         return None if row is None else decode_row(row)
 
     def list_runs(self, run_filter: RunFilter) -> list[dict[str, Any]]:

@@ -165,14 +165,23 @@ def _adopt_legacy_runs(conn: sqlite3.Connection) -> int:
         c for c in RUN_COLUMNS if c in legacy_columns
     ]
     # Columns _legacy_row always fills, whether or not the old table had them.
-    always = ("event_id", "run_id", "created_at", "start_time", "agent_name", "job_type",
-              "status", "api_posted", *COUNTER_COLUMNS, "api_retry_count")
+    always = (
+        "event_id",
+        "run_id",
+        "created_at",
+        "start_time",
+        "agent_name",
+        "job_type",
+        "status",
+        "api_posted",
+        *COUNTER_COLUMNS,
+        "api_retry_count",
+    )
     target = list(dict.fromkeys([*kept, *always]))
     insert = (
-        f"INSERT INTO agent_runs ({', '.join(target)}) "
-        f"VALUES ({', '.join('?' for _ in target)})"
+        f"INSERT INTO agent_runs ({', '.join(target)}) VALUES ({', '.join('?' for _ in target)})"
     )
-    select = f'SELECT {", ".join(kept)} FROM {LEGACY_TABLE} ORDER BY rowid'
+    select = f"SELECT {', '.join(kept)} FROM {LEGACY_TABLE} ORDER BY rowid"
     reader = conn.execute(select)
     copied = 0
     while chunk := reader.fetchmany(COPY_CHUNK):
