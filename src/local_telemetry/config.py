@@ -158,6 +158,13 @@ def describe_settings() -> list[tuple[str, str, str]]:
     rows = []
     for name, field in Settings.model_fields.items():
         default = field.default
-        shown = "" if default is None else str(default)
+        if default is None:
+            shown = ""
+        elif isinstance(default, bool):
+            shown = str(default).lower()
+        elif isinstance(default, Path) and not default.is_absolute():
+            shown = f"./{default}"
+        else:
+            shown = str(default)
         rows.append((ENV_PREFIX + name.upper(), shown, field.description or ""))
     return rows
