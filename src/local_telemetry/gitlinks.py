@@ -35,7 +35,10 @@ _PATH_PART = re.compile(r"^[\w.~-]+$")
 def _host_and_path(git_repo: str) -> tuple[str, str] | None:
     text = git_repo.strip()
     if "://" in text:
-        parts = urlsplit(text)
+        try:
+            parts = urlsplit(text)
+        except ValueError:  # e.g. an unclosed "[" of an IPv6 address
+            return None
         if parts.scheme not in ("https", "http", "ssh", "git", "git+ssh") or not parts.hostname:
             return None
         return parts.hostname.lower(), parts.path
@@ -66,7 +69,7 @@ def repo_url(git_repo: str | None, extra_hosts: Mapping[str, GitPlatform]) -> st
     segments = [s for s in path.strip("/").split("/") if s]
     if segments and segments[-1].endswith(".git"):
         segments[-1] = segments[-1][: -len(".git")]
-    if len(segments) < 2 or not all(_PATH_PART.match(s) for s in segments):
+    if len(segments) < 2 or not all(_PATH_PART.match(s) and s not in (".", "..") for s in segments):
         return None
     return f"https://{host.removeprefix('www.')}/{'/'.join(segments)}"
 

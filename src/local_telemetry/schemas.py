@@ -8,8 +8,9 @@ Rules (the v3 guide's, tightened where it let bad data through):
 - strings hold no NUL character; identifiers are 1..256 characters;
 - ``git_commit_hash``/``commit_hash`` are 7-40 hex digits, ``git_commit_source`` is
   ``manual``, ``llm`` or ``ci``;
-- ``metrics_json``/``context_json`` are JSON objects (numbers in them finite: the body
-  parser in ``api/body.py`` refuses NaN and Infinity everywhere).
+- ``metrics_json``/``context_json`` are JSON objects nested at most ``MAX_JSON_DEPTH``
+  levels (deeper values cannot be stored; numbers in them are finite: the body parser in
+  ``api/http.py`` refuses NaN and Infinity everywhere).
 
 Unknown fields are ignored on create (old clients send extra fields such as
 ``api_posted``) and rejected on PATCH, where a silently ignored field would look updated.
@@ -46,6 +47,8 @@ STATUS_ALIASES: dict[str, str] = {
 }
 COMMIT_SOURCES: tuple[str, ...] = ("manual", "llm", "ci")
 MAX_INT64 = 2**63 - 1
+MAX_JSON_DEPTH = 128
+"""Deepest nesting of ``metrics_json``/``context_json`` (orjson cannot store past 254)."""
 
 
 def _no_nul(value: str) -> str:
@@ -87,6 +90,20 @@ def _update_status(value: Any) -> str:
     return canonical_status(value, allow_aliases=False)
 
 
+def _shallow_json(value: dict[str, Any]) -> dict[str, Any]:
+    level: list[Any] = [value]
+    for _ in range(MAX_JSON_DEPTH):
+        level = [
+            child
+            for node in level
+            for child in (node.values() if isinstance(node, dict) else node)
+            if isinstance(child, dict | list)
+        ]
+        if not level:
+            return value
+    raise ValueError(f"must not be nested more than {MAX_JSON_DEPTH} levels deep")
+
+
 def _commit_hash(value: str) -> str:
     if not all(c in "0123456789abcdefABCDEF" for c in value):
         raise ValueError("must be 7-40 hexadecimal characters")
@@ -103,7 +120,7 @@ CommitHash = Annotated[
     str, StringConstraints(min_length=7, max_length=40), AfterValidator(_commit_hash)
 ]
 CommitSource = Literal["manual", "llm", "ci"]
-JsonObject = dict[str, Any]
+JsonObject = Annotated[dict[str, Any], AfterValidator(_shallow_json)]
 
 
 class _RunFields(BaseModel):

@@ -25,7 +25,8 @@ def parse_instant(text: str) -> datetime:
     if not isinstance(text, str):
         raise TimestampError("timestamp must be an ISO 8601 string")
     candidate = text.strip()
-    if len(candidate) < 10 or candidate[:4].isdigit() is False:
+    # "\x00": CPython's fromisoformat ignores a NUL and anything after it after a timezone.
+    if len(candidate) < 10 or candidate[:4].isdigit() is False or "\x00" in candidate:
         raise TimestampError(f"not an ISO 8601 timestamp: {text[:64]!r}")
     try:
         parsed = datetime.fromisoformat(candidate)
@@ -43,7 +44,8 @@ def parse_instant(text: str) -> datetime:
 
 def to_stored(instant: datetime) -> str:
     """Format an aware datetime in the stored UTC form."""
-    return instant.astimezone(UTC).strftime(STORED_FORMAT)
+    # Not strftime(STORED_FORMAT): glibc's %Y does not zero-pad years before 1000.
+    return instant.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def normalize(text: str) -> str:
@@ -53,7 +55,7 @@ def normalize(text: str) -> str:
 
 def now_stored() -> str:
     """The current instant in the stored UTC form."""
-    return datetime.now(UTC).strftime(STORED_FORMAT)
+    return to_stored(datetime.now(UTC))
 
 
 def normalize_legacy(text: object) -> object:
