@@ -13,11 +13,12 @@ from local_telemetry.config import ConfigurationError, describe_settings, load_s
 
 
 def _settings_help() -> str:
-    lines = ["Every setting (environment variable, default):", ""]
-    for env, default, description in describe_settings():
-        lines.append(f"{env} (default: {default or 'unset'}): {description}")
-        lines.append("")
-    return "\n\n".join(lines)
+    # Typer/click rewraps the epilog; paragraphs (blank-line separated) stay apart.
+    entries = [
+        f"{env} (default: {default or 'unset'}): {description}"
+        for env, default, description in describe_settings()
+    ]
+    return "\n\n".join(["Every setting (environment variable, default):", *entries])
 
 
 app = typer.Typer(
@@ -44,7 +45,9 @@ def serve(
 ) -> None:
     """Start the HTTP API server (settings from TELEMETRY_* variables; options win)."""
     overrides = {
-        k: v for k, v in {"api_host": host, "api_port": port, "db_path": db_path}.items() if v
+        k: v
+        for k, v in {"api_host": host, "api_port": port, "db_path": db_path}.items()
+        if v is not None
     }
     try:
         settings = load_settings(**overrides)

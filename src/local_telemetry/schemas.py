@@ -57,6 +57,14 @@ def _no_nul(value: str) -> str:
     return value
 
 
+def _addressable(value: str) -> str:
+    # A "/" would make the run unreachable at /api/v1/runs/{event_id}: the route cannot
+    # match across it (and %2F is decoded before routing).
+    if "/" in value:
+        raise ValueError("must not contain '/'")
+    return value
+
+
 def _timestamp(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError("must be an ISO 8601 string with timezone")
@@ -170,7 +178,9 @@ class RunCreate(_RunFields):
 
     model_config = ConfigDict(extra="ignore")
 
-    event_id: Identifier = Field(description="Idempotency key; UUID recommended.")
+    event_id: Annotated[Identifier, AfterValidator(_addressable)] = Field(
+        description="Idempotency key; UUID recommended. No '/'."
+    )
     run_id: Identifier = Field(description="Application-level run identifier.")
     agent_name: Identifier
     job_type: Identifier

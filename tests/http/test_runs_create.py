@@ -440,3 +440,13 @@ def test_every_invalid_field_is_reported(api: httpx.Client) -> None:
     run = new_run(status="nope", items_failed=-1, start_time="2026-01-12T10:30:00")
     detail = assert_rejected(api, run, run["event_id"])
     assert sorted(loc[1] for loc in locs(detail)) == ["items_failed", "start_time", "status"]
+
+
+def test_create_rejects_an_event_id_with_a_slash_that_could_never_be_addressed(
+    api: httpx.Client,
+) -> None:
+    run = new_run(event_id="a/b-" + new_run()["event_id"])
+    response = api.post("/api/v1/runs", json=run)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "event_id"]
+    assert "/" in response.json()["detail"][0]["msg"]

@@ -333,3 +333,11 @@ def test_rate_limit_is_off_by_default(api: httpx.Client) -> None:
         response = api.get("/api/v1/runs", params={"limit": 1})
         assert response.status_code == 200
         assert "x-ratelimit-limit" not in response.headers
+
+
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "BeArEr"])
+def test_the_bearer_scheme_name_is_case_insensitive(client: httpx.Client, scheme: str) -> None:
+    run = new_run()
+    response = client.post("/api/v1/runs", json=run, headers={"Authorization": f"{scheme} {TOKEN}"})
+    assert response.status_code == 201
+    assert client.get(f"/api/v1/runs/{run['event_id']}").status_code == 200

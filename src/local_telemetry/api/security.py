@@ -44,7 +44,7 @@ class BearerAuth:
 
     def __init__(self, app: ASGIApp, token: str) -> None:
         self.app = app
-        self._expected = f"Bearer {token}".encode()
+        self._token = token.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Check the token of write requests to ``/api/``; pass everything else on."""
@@ -58,7 +58,11 @@ class BearerAuth:
                 if name == b"authorization":
                     supplied = value
                     break
-            if not hmac.compare_digest(supplied, self._expected):
+            scheme, _, credentials = supplied.partition(b" ")
+            # The scheme name is case-insensitive (RFC 7235); the token is not.
+            if scheme.lower() != b"bearer" or not hmac.compare_digest(
+                credentials.strip(), self._token
+            ):
                 await _send_json(
                     send,
                     401,
