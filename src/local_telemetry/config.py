@@ -78,6 +78,15 @@ class Settings(BaseSettings):
     ingest_queue_size: int = Field(
         10_000, ge=1, description="Writes waiting for the writer before new ones get 503."
     )
+    group_commit: bool = Field(
+        True,
+        description="Commit queued writes together (off: one commit per write, for comparison).",
+    )
+    max_commit_group: int = Field(512, ge=1, description="Most writes committed together.")
+    fast_paths: bool = Field(
+        True,
+        description="Serve the run endpoints without FastAPI routing (same answers, faster).",
+    )
     metadata_cache_seconds: float = Field(
         300.0, ge=0, description="How long /api/v1/metadata answers from its cache."
     )
@@ -168,3 +177,12 @@ def describe_settings() -> list[tuple[str, str, str]]:
             shown = str(default)
         rows.append((ENV_PREFIX + name.upper(), shown, field.description or ""))
     return rows
+
+
+def settings_table_markdown() -> str:
+    """The README's settings table, generated from :func:`describe_settings`."""
+    lines = ["| Variable | Default | Meaning |", "|---|---|---|"]
+    for env, default, description in describe_settings():
+        shown = f"`{default}`" if default else "unset"
+        lines.append(f"| `{env}` | {shown} | {description} |")
+    return "\n".join(lines)

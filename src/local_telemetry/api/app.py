@@ -14,6 +14,7 @@ from local_telemetry import API_VERSION, __version__
 from local_telemetry.api import runs, system
 from local_telemetry.api.deps import AppState
 from local_telemetry.api.errors import install_error_handlers
+from local_telemetry.api.fastpath import FastPaths
 from local_telemetry.api.metadata_cache import MetadataCache
 from local_telemetry.api.security import BearerAuth, RateLimiter
 from local_telemetry.config import Settings
@@ -56,7 +57,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application for ``settings`` (read from the environment when omitted)."""
     settings = settings or Settings()
     store = open_store(settings)
-    writer = GroupCommitWriter(store, max_queue=settings.ingest_queue_size)
+    writer = GroupCommitWriter(
+        store,
+        max_queue=settings.ingest_queue_size,
+        max_group=settings.max_commit_group if settings.group_commit else 1,
+    )
     app_state = AppState(
         settings=settings,
         store=store,
@@ -94,6 +99,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.local_telemetry = app_state
     install_error_handlers(app)
+    if settings.fast_paths:
+        app.add_middleware(FastPaths, app_state=app_state)  # innermost: after auth/limits
     app.include_router(system.router)
     app.include_router(runs.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

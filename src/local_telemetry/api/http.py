@@ -7,12 +7,14 @@ surrogates and nesting deeper than 1024 levels. Duplicate keys: the last one win
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import orjson
-from fastapi import Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
+from starlette.types import Receive
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -51,20 +53,50 @@ def validation_detail(exc: ValidationError, location: str) -> list[dict[str, Any
     ]
 
 
-async def read_json(request: Request, limit: int) -> Any:
-    """The request body parsed as JSON; 413/415/422 ``ApiError`` when it cannot be."""
-    content_type = request.headers.get("content-type", "application/json")
-    media = content_type.split(";", 1)[0].strip().lower()
+@dataclass(frozen=True)
+class Incoming:
+    """What a handler needs of a request, whether FastAPI or the fast path received it."""
+
+    content_type: str | None
+    content_length: str | None
+    receive: Receive
+    query: Mapping[str, str]
+
+    async def json(self, limit: int) -> Any:
+        """The body parsed as JSON (see :func:`read_json`)."""
+        return await read_json(self.content_type, self.content_length, self.receive, limit)
+
+
+class ClientDisconnected(Exception):
+    """The client went away before its request body arrived."""
+
+
+async def read_json(
+    content_type: str | None, content_length: str | None, receive: Receive, limit: int
+) -> Any:
+    """The request body parsed as JSON; 413/415/422 ``ApiError`` when it cannot be.
+
+    Reads the ASGI ``receive`` channel directly, stopping as soon as ``limit`` is passed.
+    """
+    media = (content_type or "application/json").split(";", 1)[0].strip().lower()
     if media and not (media == "application/json" or media.endswith("+json")):
         raise ApiError(415, f"Content-Type must be application/json, not {media!r}")
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if content_length is not None and content_length.isdigit() and int(content_length) > limit:
         raise ApiError(413, f"Request body larger than {limit} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
             raise ApiError(413, f"Request body larger than {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     if not body.strip():
         raise ApiError(422, [{"type": "missing", "loc": ["body"], "msg": "Request body is empty"}])
     try:
@@ -72,7 +104,13 @@ async def read_json(request: Request, limit: int) -> Any:
     except orjson.JSONDecodeError as exc:
         raise ApiError(
             422,
-            [{"type": "json_invalid", "loc": ["body", exc.pos], "msg": f"Invalid JSON: {exc.msg}"}],
+            [
+                {
+                    "type": "json_invalid",
+                    "loc": ["body", exc.pos],
+                    "msg": f"Invalid JSON: {exc.msg}",
+                }
+            ],
         ) from None
 
 

@@ -1,7 +1,13 @@
-"""The runs endpoints of the v3 API (``/api/v1/runs``...)."""
+"""The runs endpoints of the v3 API (``/api/v1/runs``...).
+
+Each endpoint is one handler ``async (AppState, Incoming, path params) -> Reply``. The
+FastAPI routes below wrap them (and document them in OpenAPI); ``api/fastpath.py``
+calls the very same handlers for the hot routes without FastAPI's routing layer.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from anyio import to_thread
@@ -10,7 +16,7 @@ from pydantic import ValidationError
 
 from local_telemetry import gitlinks
 from local_telemetry.api.deps import AppState, state
-from local_telemetry.api.http import ApiError, JSONBody, read_json, validate, validation_detail
+from local_telemetry.api.http import ApiError, Incoming, JSONBody, validate, validation_detail
 from local_telemetry.ingest import WriterBusy
 from local_telemetry.schemas import (
     NOT_NULLABLE_ON_UPDATE,
@@ -28,17 +34,10 @@ from local_telemetry.schemas import (
 )
 from local_telemetry.storage.base import InsertRuns, RunFilter, UpdateRun, WriteOp
 
-router = APIRouter(prefix="/api/v1/runs", tags=["runs"])
+Reply = tuple[int, Any]
+"""HTTP status and JSON-able body."""
 
-NOT_FOUND = {"description": "No run with this event_id", "content": {"application/json": {}}}
-
-
-def _body_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
-
-
-def _ref(model: type[Any]) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{model.__name__}"}
+# ----- handlers -----
 
 
 async def _write(app_state: AppState, op: WriteOp) -> Any:
@@ -63,148 +62,79 @@ async def _existing_run(app_state: AppState, event_id: str) -> dict[str, Any]:
     return run
 
 
-@router.post(
-    "",
-    status_code=201,
-    summary="Create a run (idempotent on event_id)",
-    response_model=None,
-    responses={201: {"model": CreateResult}},
-    openapi_extra=_body_schema(_ref(RunCreate)),
-)
-async def create_run(request: Request) -> JSONBody:
-    """Store a new run; a repeated ``event_id`` answers 201 ``duplicate`` and changes nothing."""
-    app_state = state(request)
-    data = await read_json(request, app_state.settings.max_run_body_bytes)
+async def create_run(app_state: AppState, incoming: Incoming) -> Reply:
+    """Store a new run; a repeated ``event_id`` answers 201 ``duplicate``, changes nothing."""
+    data = await incoming.json(app_state.settings.max_run_body_bytes)
     run = validate(RunCreate, data)
     [created] = await _write(app_state, InsertRuns([run.to_row()]))
     app_state.metadata.observe(run.agent_name, run.job_type)
     if created:
-        body: dict[str, Any] = {"status": "created", "event_id": run.event_id, "run_id": run.run_id}
-    else:
-        body = {
-            "status": "duplicate",
-            "event_id": run.event_id,
-            "message": "Event already exists (idempotent)",
-        }
-    return JSONBody(body, status_code=201)
+        return 201, {"status": "created", "event_id": run.event_id, "run_id": run.run_id}
+    return 201, {
+        "status": "duplicate",
+        "event_id": run.event_id,
+        "message": "Event already exists (idempotent)",
+    }
 
 
-@router.post(
-    "/batch",
-    summary="Create many runs",
-    response_model=None,
-    responses={200: {"model": BatchResult}},
-    openapi_extra=_body_schema({"type": "array", "items": _ref(RunCreate)}),
-)
-async def create_runs_batch(request: Request) -> JSONBody:
+def _batch_item_error(index: int, item: Any, exc: ValidationError) -> dict[str, Any]:
+    event_id = item.get("event_id") if isinstance(item, dict) else None
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in e['loc'][1:]) or 'item'}: {e['msg']}"
+        for e in validation_detail(exc, "body")
+    )
+    return {
+        "index": index,
+        "event_id": event_id if isinstance(event_id, str) else None,
+        "detail": problems,
+    }
+
+
+async def create_runs_batch(app_state: AppState, incoming: Incoming) -> Reply:
     """Store every valid run of a JSON array; report duplicates and per-item errors."""
-    app_state = state(request)
     settings = app_state.settings
-    data = await read_json(request, settings.max_batch_body_bytes)
+    data = await incoming.json(settings.max_batch_body_bytes)
     if not isinstance(data, list):
         raise ApiError(
             422, [{"type": "list_type", "loc": ["body"], "msg": "Body must be a JSON array"}]
         )
     if len(data) > settings.max_batch_items:
-        raise ApiError(
-            422,
-            [
-                {
-                    "type": "too_long",
-                    "loc": ["body"],
-                    "msg": f"Batch has {len(data)} runs; at most {settings.max_batch_items}",
-                }
-            ],
-        )
+        message = f"Batch has {len(data)} runs; at most {settings.max_batch_items}"
+        raise ApiError(422, [{"type": "too_long", "loc": ["body"], "msg": message}])
     rows: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
     for index, item in enumerate(data):
         try:
-            run = RunCreate.model_validate(item)
+            rows.append(RunCreate.model_validate(item).to_row())
         except ValidationError as exc:
-            event_id = item.get("event_id") if isinstance(item, dict) else None
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc'][1:]) or 'item'}: {e['msg']}"
-                for e in validation_detail(exc, "body")
-            )
-            errors.append(
-                {
-                    "index": index,
-                    "event_id": event_id if isinstance(event_id, str) else None,
-                    "detail": problems,
-                }
-            )
-            continue
-        rows.append(run.to_row())
+            errors.append(_batch_item_error(index, item, exc))
     created = await _write(app_state, InsertRuns(rows)) if rows else []
     for row in rows:
         app_state.metadata.observe(row["agent_name"], row["job_type"])
     inserted = sum(created)
-    return JSONBody(
-        {
-            "inserted": inserted,
-            "duplicates": len(created) - inserted,
-            "errors": errors,
-            "total": len(data),
-        }
-    )
+    return 200, {
+        "inserted": inserted,
+        "duplicates": len(created) - inserted,
+        "errors": errors,
+        "total": len(data),
+    }
 
 
-@router.get(
-    "",
-    summary="Query runs, newest first",
-    response_model=None,
-    responses={200: {"model": list[RunPublic]}},
-)
-async def list_runs(
-    request: Request,
-    agent_name: str | None = None,
-    job_type: str | None = None,
-    status: str | None = None,
-    run_id: str | None = None,
-    parent_run_id: str | None = None,
-    created_before: str | None = None,
-    created_after: str | None = None,
-    start_time_from: str | None = None,
-    start_time_to: str | None = None,
-    limit: int = 100,
-    offset: int = 0,
-) -> JSONBody:
-    """Runs matching every given filter, ordered by ``created_at`` descending.
-
-    ``status`` accepts canonical values and aliases; ``created_before``/``created_after``
-    are exclusive, ``start_time_from``/``start_time_to`` inclusive; all compare instants.
-    """
-    app_state = state(request)
-    query = validate(RunQuery, dict(request.query_params), location="query")
-    run_filter = RunFilter(**query.model_dump())
-    runs = await to_thread.run_sync(app_state.store.list_runs, run_filter)
-    return JSONBody([public_run(run, app_state) for run in runs])
+async def list_runs(app_state: AppState, incoming: Incoming) -> Reply:
+    """Runs matching every given filter, ordered by ``created_at`` descending."""
+    query = validate(RunQuery, incoming.query, location="query")
+    runs = await to_thread.run_sync(app_state.store.list_runs, RunFilter(**query.model_dump()))
+    return 200, [public_run(run, app_state) for run in runs]
 
 
-@router.get(
-    "/{event_id}",
-    summary="Get one run",
-    response_model=None,
-    responses={200: {"model": RunPublic}, 404: NOT_FOUND},
-)
-async def get_run(request: Request, event_id: str) -> JSONBody:
+async def get_run(app_state: AppState, incoming: Incoming, event_id: str) -> Reply:
     """The run with this ``event_id``."""
-    app_state = state(request)
-    return JSONBody(public_run(await _existing_run(app_state, event_id), app_state))
+    return 200, public_run(await _existing_run(app_state, event_id), app_state)
 
 
-@router.patch(
-    "/{event_id}",
-    summary="Update a run",
-    response_model=None,
-    responses={200: {"model": UpdateResult}, 404: NOT_FOUND},
-    openapi_extra=_body_schema(_ref(RunUpdate)),
-)
-async def update_run(request: Request, event_id: str) -> JSONBody:
+async def update_run(app_state: AppState, incoming: Incoming, event_id: str) -> Reply:
     """Change the fields sent (canonical statuses only); answer which fields changed."""
-    app_state = state(request)
-    data = await read_json(request, app_state.settings.max_run_body_bytes)
+    data = await incoming.json(app_state.settings.max_run_body_bytes)
     sent = validate(RunUpdate, data).changes()
     changes = {key: sent[key] for key in data if key in sent}  # in the client's order
     if not changes:
@@ -220,7 +150,144 @@ async def update_run(request: Request, event_id: str) -> JSONBody:
         )
     if await _write(app_state, UpdateRun(event_id, changes)) is None:
         raise ApiError(404, f"Run not found: {event_id}")
-    return JSONBody({"event_id": event_id, "updated": True, "fields_updated": list(changes)})
+    return 200, {"event_id": event_id, "updated": True, "fields_updated": list(changes)}
+
+
+async def associate_commit(app_state: AppState, incoming: Incoming, event_id: str) -> Reply:
+    """Set the run's commit hash, source, author and timestamp."""
+    data = await incoming.json(app_state.settings.max_run_body_bytes)
+    commit = validate(CommitAssociation, data)
+    run_id = await _write(app_state, UpdateRun(event_id, commit.changes()))
+    if run_id is None:
+        raise ApiError(404, f"Run not found: {event_id}")
+    return 200, {
+        "status": "success",
+        "event_id": event_id,
+        "run_id": run_id,
+        "commit_hash": commit.commit_hash,
+    }
+
+
+async def get_commit_url(app_state: AppState, incoming: Incoming, event_id: str) -> Reply:
+    """``{"commit_url": ...}``; null when repo, hash or platform is unknown."""
+    run = public_run(await _existing_run(app_state, event_id), app_state)
+    return 200, {"commit_url": run["commit_url"]}
+
+
+async def get_repo_url(app_state: AppState, incoming: Incoming, event_id: str) -> Reply:
+    """``{"repo_url": ...}``; null when the repository or its host is unknown."""
+    run = public_run(await _existing_run(app_state, event_id), app_state)
+    return 200, {"repo_url": run["repo_url"]}
+
+
+# ----- FastAPI routes: OpenAPI documentation and the path when fast paths are off -----
+
+router = APIRouter(prefix="/api/v1/runs", tags=["runs"])
+
+NOT_FOUND = {"description": "No run with this event_id", "content": {"application/json": {}}}
+
+
+def _body_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def _ref(model: type[Any]) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _query_parameters(model: type[RunQuery]) -> dict[str, Any]:
+    """OpenAPI query parameters declared by ``model`` (validation stays in schemas.py)."""
+    schema = model.model_json_schema()
+    return {
+        "parameters": [
+            {"name": name, "in": "query", "required": False, "schema": field}
+            for name, field in schema["properties"].items()
+        ]
+    }
+
+
+def incoming(request: Request) -> Incoming:
+    """The :class:`Incoming` of a FastAPI request."""
+    headers = request.headers
+    return Incoming(
+        headers.get("content-type"),
+        headers.get("content-length"),
+        request.receive,
+        request.query_params,
+    )
+
+
+def _reply(reply: Reply) -> JSONBody:
+    status, body = reply
+    return JSONBody(body, status_code=status)
+
+
+Handler = Callable[[AppState, Incoming], Awaitable[Reply]]
+RunHandler = Callable[[AppState, Incoming, str], Awaitable[Reply]]
+
+
+@router.post(
+    "",
+    status_code=201,
+    summary="Create a run (idempotent on event_id)",
+    response_model=None,
+    responses={201: {"model": CreateResult}},
+    openapi_extra=_body_schema(_ref(RunCreate)),
+)
+async def create_run_route(request: Request) -> JSONBody:
+    """Store a new run; a repeated ``event_id`` answers 201 ``duplicate``, changes nothing."""
+    return _reply(await create_run(state(request), incoming(request)))
+
+
+@router.post(
+    "/batch",
+    summary="Create many runs",
+    response_model=None,
+    responses={200: {"model": BatchResult}},
+    openapi_extra=_body_schema({"type": "array", "items": _ref(RunCreate)}),
+)
+async def create_runs_batch_route(request: Request) -> JSONBody:
+    """Store every valid run of a JSON array; report duplicates and per-item errors."""
+    return _reply(await create_runs_batch(state(request), incoming(request)))
+
+
+@router.get(
+    "",
+    summary="Query runs, newest first",
+    response_model=None,
+    responses={200: {"model": list[RunPublic]}},
+    openapi_extra=_query_parameters(RunQuery),
+)
+async def list_runs_route(request: Request) -> JSONBody:
+    """Runs matching every given filter, ordered by ``created_at`` descending.
+
+    ``status`` accepts canonical values and aliases; ``created_before``/``created_after``
+    are exclusive, ``start_time_from``/``start_time_to`` inclusive; all compare instants.
+    """
+    return _reply(await list_runs(state(request), incoming(request)))
+
+
+@router.get(
+    "/{event_id}",
+    summary="Get one run",
+    response_model=None,
+    responses={200: {"model": RunPublic}, 404: NOT_FOUND},
+)
+async def get_run_route(request: Request, event_id: str) -> JSONBody:
+    """The run with this ``event_id``."""
+    return _reply(await get_run(state(request), incoming(request), event_id))
+
+
+@router.patch(
+    "/{event_id}",
+    summary="Update a run",
+    response_model=None,
+    responses={200: {"model": UpdateResult}, 404: NOT_FOUND},
+    openapi_extra=_body_schema(_ref(RunUpdate)),
+)
+async def update_run_route(request: Request, event_id: str) -> JSONBody:
+    """Change the fields sent (canonical statuses only); answer which fields changed."""
+    return _reply(await update_run(state(request), incoming(request), event_id))
 
 
 @router.post(
@@ -230,22 +297,9 @@ async def update_run(request: Request, event_id: str) -> JSONBody:
     responses={200: {"model": CommitResult}, 404: NOT_FOUND},
     openapi_extra=_body_schema(_ref(CommitAssociation)),
 )
-async def associate_commit(request: Request, event_id: str) -> JSONBody:
+async def associate_commit_route(request: Request, event_id: str) -> JSONBody:
     """Set the run's commit hash, source, author and timestamp."""
-    app_state = state(request)
-    data = await read_json(request, app_state.settings.max_run_body_bytes)
-    commit = validate(CommitAssociation, data)
-    run_id = await _write(app_state, UpdateRun(event_id, commit.changes()))
-    if run_id is None:
-        raise ApiError(404, f"Run not found: {event_id}")
-    return JSONBody(
-        {
-            "status": "success",
-            "event_id": event_id,
-            "run_id": run_id,
-            "commit_hash": commit.commit_hash,
-        }
-    )
+    return _reply(await associate_commit(state(request), incoming(request), event_id))
 
 
 @router.get(
@@ -254,11 +308,9 @@ async def associate_commit(request: Request, event_id: str) -> JSONBody:
     response_model=None,
     responses={200: {"model": CommitUrl}, 404: NOT_FOUND},
 )
-async def get_commit_url(request: Request, event_id: str) -> JSONBody:
+async def get_commit_url_route(request: Request, event_id: str) -> JSONBody:
     """``{"commit_url": ...}``; null when repo, hash or platform is unknown."""
-    app_state = state(request)
-    run = public_run(await _existing_run(app_state, event_id), app_state)
-    return JSONBody({"commit_url": run["commit_url"]})
+    return _reply(await get_commit_url(state(request), incoming(request), event_id))
 
 
 @router.get(
@@ -267,8 +319,21 @@ async def get_commit_url(request: Request, event_id: str) -> JSONBody:
     response_model=None,
     responses={200: {"model": RepoUrl}, 404: NOT_FOUND},
 )
-async def get_repo_url(request: Request, event_id: str) -> JSONBody:
+async def get_repo_url_route(request: Request, event_id: str) -> JSONBody:
     """``{"repo_url": ...}``; null when the repository or its host is unknown."""
-    app_state = state(request)
-    run = public_run(await _existing_run(app_state, event_id), app_state)
-    return JSONBody({"repo_url": run["repo_url"]})
+    return _reply(await get_repo_url(state(request), incoming(request), event_id))
+
+
+# The fast path's dispatch tables: (method) -> handler, for the collection and one run.
+COLLECTION_HANDLERS: dict[tuple[str, str], Handler] = {
+    ("POST", ""): create_run,
+    ("GET", ""): list_runs,
+    ("POST", "batch"): create_runs_batch,
+}
+RUN_HANDLERS: dict[tuple[str, str], RunHandler] = {
+    ("GET", ""): get_run,
+    ("PATCH", ""): update_run,
+    ("POST", "associate-commit"): associate_commit,
+    ("GET", "commit-url"): get_commit_url,
+    ("GET", "repo-url"): get_repo_url,
+}

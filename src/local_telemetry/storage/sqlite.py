@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,6 @@ from local_telemetry.storage.base import (
     BOOL_COLUMNS,
     JSON_COLUMNS,
     RUN_COLUMNS,
-    InsertRuns,
     RunFilter,
     StoreInfo,
     UpdateRun,
@@ -47,6 +47,15 @@ _DEFAULTS: dict[str, Any] = {
     "api_retry_count": 0,
 }
 _UPDATABLE = frozenset(RUN_COLUMNS) - {"event_id", "created_at", "updated_at"}
+# Positions in INSERT_COLUMNS, so the hot insert loop does no per-column lookups.
+_DEFAULT_AT = tuple((INSERT_COLUMNS.index(c), v) for c, v in _DEFAULTS.items())
+_JSON_AT = tuple(INSERT_COLUMNS.index(c) for c in sorted(JSON_COLUMNS))
+_CREATED_AT = INSERT_COLUMNS.index("created_at")
+_AGENT_NAME = INSERT_COLUMNS.index("agent_name")
+_COUNT_SQL = (
+    "INSERT INTO run_counts(agent_name, runs) VALUES (?, ?) "
+    "ON CONFLICT(agent_name) DO UPDATE SET runs = runs + excluded.runs"
+)
 
 
 def encode_value(column: str, value: Any) -> Any:
@@ -103,6 +112,8 @@ class SQLiteStore:
         conn.execute(f"PRAGMA journal_mode = {self.journal_mode}")
         conn.execute(f"PRAGMA synchronous = {self.synchronous}")
         conn.execute("PRAGMA foreign_keys = ON")
+        # Savepoint sub-journals and sorts in memory, not in temporary files.
+        conn.execute("PRAGMA temp_store = MEMORY")
         with self._lock:
             self._connections.append(conn)
         return conn
@@ -126,20 +137,21 @@ class SQLiteStore:
         migrations.migrate(self._write_conn())
 
     def apply(self, ops: Sequence[WriteOp]) -> list[Any]:
-        """Apply a group of writes in one transaction (see ``Store.apply``)."""
+        """Apply a group of writes in one transaction (see ``Store.apply``).
+
+        A single SQL statement that fails undoes only itself (SQLite's statement
+        atomicity), so only multi-row inserts pay for a savepoint. Per-agent counts are
+        added once per group, not by a trigger per row.
+        """
         conn = self._write_conn()
         results: list[Any] = []
+        new_runs: Counter[str] = Counter()
         conn.execute("BEGIN IMMEDIATE")
         try:
             for op in ops:
-                conn.execute("SAVEPOINT op")
-                try:
-                    result = self._apply_one(conn, op)
-                except (sqlite3.IntegrityError, ValueError) as exc:
-                    conn.execute("ROLLBACK TO op")
-                    result = exc
-                conn.execute("RELEASE op")
-                results.append(result)
+                results.append(self._apply_one(conn, op, new_runs))
+            if new_runs:
+                conn.executemany(_COUNT_SQL, new_runs.items())
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -147,24 +159,49 @@ class SQLiteStore:
             raise
         return results
 
-    def _apply_one(self, conn: sqlite3.Connection, op: WriteOp) -> Any:
-        if isinstance(op, InsertRuns):
-            return self._insert(conn, op.rows)
-        return self._update(conn, op)
+    def _apply_one(self, conn: sqlite3.Connection, op: WriteOp, new_runs: Counter[str]) -> Any:
+        try:
+            if isinstance(op, UpdateRun):
+                return self._update(conn, op)
+            if len(op.rows) == 1:
+                created = self._insert(conn, op.rows, new_runs)
+            else:
+                conn.execute("SAVEPOINT op")
+                try:
+                    created = self._insert(conn, op.rows, new_runs)
+                except BaseException:
+                    conn.execute("ROLLBACK TO op")
+                    raise
+                finally:
+                    conn.execute("RELEASE op")
+        except (sqlite3.IntegrityError, ValueError) as exc:
+            return exc
+        return created
 
     @staticmethod
-    def _insert(conn: sqlite3.Connection, rows: Sequence[dict[str, Any]]) -> list[bool]:
+    def _insert(
+        conn: sqlite3.Connection, rows: Sequence[dict[str, Any]], new_runs: Counter[str]
+    ) -> list[bool]:
         created: list[bool] = []
         now = now_stored()
+        pending: Counter[str] = Counter()
         for row in rows:
-            values = []
-            for column in INSERT_COLUMNS:
-                value = row.get(column)
-                if value is None:
-                    value = now if column == "created_at" else _DEFAULTS.get(column)
-                values.append(encode_value(column, value))
+            values = [row.get(column) for column in INSERT_COLUMNS]
+            for index, default in _DEFAULT_AT:
+                if values[index] is None:
+                    values[index] = default
+            if values[_CREATED_AT] is None:
+                values[_CREATED_AT] = now
+            for index in _JSON_AT:
+                if values[index] is not None:
+                    values[index] = orjson.dumps(values[index]).decode()
             cursor = conn.execute(_INSERT_SQL, values)
-            created.append(cursor.rowcount == 1)
+            if cursor.rowcount == 1:
+                created.append(True)
+                pending[str(values[_AGENT_NAME])] += 1
+            else:
+                created.append(False)
+        new_runs.update(pending)  # only once every row of the operation went in
         return created
 
     @staticmethod

@@ -102,16 +102,14 @@ INDEXES = (
     "CREATE INDEX idx_runs_parent ON agent_runs(parent_run_id)",
 )
 
-# Per-agent counts kept by triggers, so /metrics never groups the whole table.
+# Per-agent counts, so /metrics never groups the whole table. Inserts add to them once per
+# commit group (storage/sqlite.py: a trigger per row cost as much as the insert itself);
+# deletes and renames, rare, are counted by triggers.
 RUN_COUNTS = (
     """CREATE TABLE run_counts (
         agent_name TEXT PRIMARY KEY,
         runs INTEGER NOT NULL
     )""",
-    """CREATE TRIGGER run_counts_insert AFTER INSERT ON agent_runs BEGIN
-        INSERT INTO run_counts(agent_name, runs) VALUES (NEW.agent_name, 1)
-        ON CONFLICT(agent_name) DO UPDATE SET runs = runs + 1;
-    END""",
     """CREATE TRIGGER run_counts_delete AFTER DELETE ON agent_runs BEGIN
         UPDATE run_counts SET runs = runs - 1 WHERE agent_name = OLD.agent_name;
         DELETE FROM run_counts WHERE agent_name = OLD.agent_name AND runs <= 0;
