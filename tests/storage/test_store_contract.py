@@ -47,8 +47,8 @@ def test_migrate_is_idempotent(store: Store) -> None:
 def test_insert_reports_created_then_duplicate(store: Store) -> None:
     [first] = store.apply([InsertRuns([row("e1")])])
     [second] = store.apply([InsertRuns([row("e1", agent_name="other")])])
-    assert first == [True]
-    assert second == [False]
+    assert first == 1
+    assert second == 0
     stored = store.get_run("e1")
     assert stored is not None
     assert stored["agent_name"] == "agent-a"
@@ -56,7 +56,16 @@ def test_insert_reports_created_then_duplicate(store: Store) -> None:
 
 def test_duplicates_inside_one_insert_are_detected(store: Store) -> None:
     [result] = store.apply([InsertRuns([row("e1"), row("e2"), row("e1")])])
-    assert result == [True, True, False]
+    assert result == 2
+
+
+def test_first_occurrence_wins_across_agents(store: Store) -> None:
+    rows = [row("e0", agent_name="b"), row("e1", agent_name="a"), row("e1", agent_name="b")]
+    assert store.apply([InsertRuns(rows)]) == [2]
+    stored = store.get_run("e1")
+    assert stored is not None
+    assert stored["agent_name"] == "a"
+    assert store.run_counts("")[1] == {"a": 1, "b": 1}
 
 
 def test_defaults_are_filled(store: Store) -> None:
@@ -109,9 +118,9 @@ def test_one_failing_operation_leaves_the_rest_of_the_group_committed(store: Sto
             InsertRuns([row("good-2")]),
         ]
     )
-    assert results[0] == [True]
+    assert results[0] == 1
     assert isinstance(results[1], Exception)
-    assert results[2] == [True]
+    assert results[2] == 1
     assert store.get_run("bad") is None
     assert store.get_run("good-1") is not None
     assert store.get_run("good-2") is not None

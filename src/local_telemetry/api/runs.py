@@ -66,9 +66,9 @@ async def create_run(app_state: AppState, incoming: Incoming) -> Reply:
     """Store a new run; a repeated ``event_id`` answers 201 ``duplicate``, changes nothing."""
     data = await incoming.json(app_state.settings.max_run_body_bytes)
     run = validate(RunCreate, data)
-    [created] = await _write(app_state, InsertRuns([run.to_row()]))
+    created = await _write(app_state, InsertRuns([run.to_row()]))
     app_state.metadata.observe(run.agent_name, run.job_type)
-    if created:
+    if created == 1:
         return 201, {"status": "created", "event_id": run.event_id, "run_id": run.run_id}
     return 201, {
         "status": "duplicate",
@@ -108,13 +108,12 @@ async def create_runs_batch(app_state: AppState, incoming: Incoming) -> Reply:
             rows.append(RunCreate.model_validate(item).to_row())
         except ValidationError as exc:
             errors.append(_batch_item_error(index, item, exc))
-    created = await _write(app_state, InsertRuns(rows)) if rows else []
+    inserted: int = await _write(app_state, InsertRuns(rows)) if rows else 0
     for row in rows:
         app_state.metadata.observe(row["agent_name"], row["job_type"])
-    inserted = sum(created)
     return 200, {
         "inserted": inserted,
-        "duplicates": len(created) - inserted,
+        "duplicates": len(rows) - inserted,
         "errors": errors,
         "total": len(data),
     }

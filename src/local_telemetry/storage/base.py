@@ -69,7 +69,8 @@ BOOL_COLUMNS: frozenset[str] = frozenset({"api_posted"})
 class InsertRuns:
     """Insert runs; an existing ``event_id`` is left untouched and reported as duplicate.
 
-    Result: one ``True`` (created) or ``False`` (duplicate) per row, in order.
+    Result: how many rows were created (the others were duplicates, of stored runs or of
+    earlier rows of the same operation: the first occurrence wins).
     """
 
     rows: Sequence[dict[str, Any]]
