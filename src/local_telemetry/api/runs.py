@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from anyio import to_thread
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
@@ -56,7 +55,7 @@ def public_run(run: dict[str, Any], app_state: AppState) -> dict[str, Any]:
 
 
 async def _existing_run(app_state: AppState, event_id: str) -> dict[str, Any]:
-    run = await to_thread.run_sync(app_state.store.get_run, event_id)
+    run = await app_state.read(app_state.store.get_run, event_id)
     if run is None:
         raise ApiError(404, f"Run not found: {event_id}")
     return run
@@ -122,7 +121,7 @@ async def create_runs_batch(app_state: AppState, incoming: Incoming) -> Reply:
 async def list_runs(app_state: AppState, incoming: Incoming) -> Reply:
     """Runs matching every given filter, ordered by ``created_at`` descending."""
     query = validate(RunQuery, incoming.query, location="query")
-    runs = await to_thread.run_sync(app_state.store.list_runs, RunFilter(**query.model_dump()))
+    runs = await app_state.read(app_state.store.list_runs, RunFilter(**query.model_dump()))
     return 200, [public_run(run, app_state) for run in runs]
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from anyio import to_thread
 from fastapi import APIRouter, Request
 
 from local_telemetry import API_VERSION, __version__
@@ -19,7 +18,7 @@ router = APIRouter(tags=["system"])
 async def health(request: Request) -> JSONBody:
     """Liveness plus the storage settings in force."""
     app_state = state(request)
-    info = await to_thread.run_sync(app_state.store.info)
+    info = await app_state.read(app_state.store.info)
     return JSONBody(
         {
             "status": "ok",
@@ -38,8 +37,8 @@ async def metrics(request: Request) -> JSONBody:
     """Total runs, runs per agent, runs created in the last 24 hours."""
     app_state = state(request)
     since = to_stored(datetime.now(UTC) - timedelta(hours=24))
-    total, agents, recent = await to_thread.run_sync(app_state.store.run_counts, since)
-    info = await to_thread.run_sync(app_state.store.info)
+    total, agents, recent = await app_state.read(app_state.store.run_counts, since)
+    info = await app_state.read(app_state.store.info)
     return JSONBody(
         {
             "total_runs": total,
@@ -60,7 +59,7 @@ async def metrics(request: Request) -> JSONBody:
 async def metadata(request: Request) -> JSONBody:
     """Sorted distinct values, cached; a write bringing a new value refreshes the cache."""
     app_state = state(request)
-    agents, job_types, cache_hit = await to_thread.run_sync(app_state.metadata.get)
+    agents, job_types, cache_hit = await app_state.read(app_state.metadata.get)
     return JSONBody(
         {
             "agent_names": agents,
