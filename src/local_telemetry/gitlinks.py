@@ -7,6 +7,7 @@ self-hosted host is known only when mapped to a platform by ``TELEMETRY_GIT_HOST
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from urllib.parse import urlsplit
@@ -32,6 +33,7 @@ _SCP_FORM = re.compile(r"^(?:[\w.-]+@)?(?P<host>[\w.-]+):(?P<path>(?!//)[^\s]+)$
 _PATH_PART = re.compile(r"^[\w.~-]+$")
 
 
+@functools.lru_cache(maxsize=4096)  # a few repositories recur across many runs
 def _host_and_path(git_repo: str) -> tuple[str, str] | None:
     text = git_repo.strip()
     if "://" in text:

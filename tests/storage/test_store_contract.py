@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from local_telemetry.storage.base import InsertRuns, RunFilter, Store, UpdateRun
@@ -196,3 +197,31 @@ def test_info_reports_durable_modes(store: Store) -> None:
     info = store.info()
     assert info.journal_mode == "WAL"
     assert info.synchronous == "FULL"
+
+
+def test_json_reads_serialize_exactly_like_the_dict_reads(store: Store) -> None:
+    varied = [
+        row("j1"),
+        row(
+            "j2",
+            metrics_json={"f": 0.05, "big": 2**63 + 5, "neg": -1, "nested": [{"a": None}]},
+            context_json={"text": 'é✓ "quoted" \\ \n\t\x01', "ok": True},
+            api_posted=True,
+            error_details="line1\nline2\u2028",
+            git_repo="git@github.com:org/repo.git",
+            git_commit_hash="abcdef1",
+            items_succeeded=2**63 - 1,
+        ),
+        row("j3", status="failure", end_time=normalize("2026-01-12T11:00:00Z")),
+    ]
+    store.apply([InsertRuns(varied)])
+    as_dicts = store.list_runs(RunFilter())
+    as_json = store.list_runs_json(RunFilter())
+    assert [text for text, _, _ in as_json] == [orjson.dumps(run).decode() for run in as_dicts]
+    assert [(repo, sha) for _, repo, sha in as_json] == [
+        (run["git_repo"], run["git_commit_hash"]) for run in as_dicts
+    ]
+    single = store.get_run_json("j2")
+    assert single is not None
+    assert single[0] == orjson.dumps(store.get_run("j2")).decode()
+    assert store.get_run_json("missing") is None

@@ -89,6 +89,9 @@ class UpdateRun:
 
 WriteOp = InsertRuns | UpdateRun
 
+RunJSON = tuple[str, str | None, str | None]
+"""A run serialized by the store: (JSON object text, git_repo, git_commit_hash)."""
+
 
 @dataclass(frozen=True)
 class RunFilter:
@@ -135,8 +138,15 @@ class Store(Protocol):
     def get_run(self, event_id: str) -> dict[str, Any] | None:
         """The stored run, or ``None``."""
 
+    def get_run_json(self, event_id: str) -> RunJSON | None:
+        """``get_run`` serialized by the database: the JSON object's text equals
+        ``orjson.dumps(get_run(event_id))``; the API's hot read path."""
+
     def list_runs(self, run_filter: RunFilter) -> list[dict[str, Any]]:
         """Runs matching the filter, newest ``created_at`` first."""
+
+    def list_runs_json(self, run_filter: RunFilter) -> list[RunJSON]:
+        """``list_runs`` serialized by the database, as ``get_run_json``."""
 
     def distinct_values(self) -> tuple[list[str], list[str]]:
         """Sorted distinct agent names and job types."""

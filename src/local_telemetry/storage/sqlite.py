@@ -23,6 +23,7 @@ from local_telemetry.storage.base import (
     JSON_COLUMNS,
     RUN_COLUMNS,
     RunFilter,
+    RunJSON,
     StoreInfo,
     UpdateRun,
     WriteOp,
@@ -57,6 +58,49 @@ _COUNT_SQL = (
     "INSERT INTO run_counts(agent_name, runs) VALUES (?, ?) "
     "ON CONFLICT(agent_name) DO UPDATE SET runs = runs + excluded.runs"
 )
+
+
+def _json_expression(column: str) -> str:
+    if column in JSON_COLUMNS:  # text adopted from an older database may not be JSON
+        return f"CASE WHEN json_valid({column}) THEN json({column}) ELSE {column} END"
+    if column in BOOL_COLUMNS:
+        return f"json(CASE WHEN {column} THEN 'true' ELSE 'false' END)"
+    return column
+
+
+# One run as a JSON object built by SQLite, plus the two fields its links need. The key
+# order and values equal orjson.dumps(decode_row(row)) (tests/storage checks it).
+_JSON_SELECT = (
+    "json_object("
+    + ", ".join(f"'{c}', {_json_expression(c)}" for c in RUN_COLUMNS)
+    + "), git_repo, git_commit_hash"
+)
+
+
+def _list_query(columns: str, run_filter: RunFilter) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column in ("agent_name", "job_type", "status", "run_id", "parent_run_id"):
+        value = getattr(run_filter, column)
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            params.append(value)
+    for attribute, column, operator in (
+        ("created_before", "created_at", "<"),
+        ("created_after", "created_at", ">"),
+        ("start_time_from", "start_time", ">="),
+        ("start_time_to", "start_time", "<="),
+    ):
+        value = getattr(run_filter, attribute)
+        if value is not None:
+            clauses.append(f"{column} {operator} ?")
+            params.append(value)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    sql = (
+        f"SELECT {columns} FROM agent_runs {where} "
+        "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?"
+    )
+    return sql, [*params, run_filter.limit, run_filter.offset]
 
 
 def encode_value(column: str, value: Any) -> Any:
@@ -230,39 +274,25 @@ class SQLiteStore:
 
     def get_run(self, event_id: str) -> dict[str, Any] | None:
         """The run with this ``event_id``, or ``None``."""
-        row = (
-            self._reader()
-            .execute(f"SELECT {_SELECT_COLUMNS} FROM agent_runs WHERE event_id = ?", (event_id,))
-            .fetchone()
-        )
+        sql = f"SELECT {_SELECT_COLUMNS} FROM agent_runs WHERE event_id = ?"
+        row = self._reader().execute(sql, (event_id,)).fetchone()
         return None if row is None else decode_row(row)
+
+    def get_run_json(self, event_id: str) -> RunJSON | None:
+        """The run as JSON text (see ``Store.get_run_json``), or ``None``."""
+        sql = f"SELECT {_JSON_SELECT} FROM agent_runs WHERE event_id = ?"
+        row = self._reader().execute(sql, (event_id,)).fetchone()
+        return None if row is None else (row[0], row[1], row[2])
 
     def list_runs(self, run_filter: RunFilter) -> list[dict[str, Any]]:
         """Runs matching ``run_filter``, newest ``created_at`` first."""
-        clauses: list[str] = []
-        params: list[Any] = []
-        for column in ("agent_name", "job_type", "status", "run_id", "parent_run_id"):
-            value = getattr(run_filter, column)
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                params.append(value)
-        for attribute, column, operator in (
-            ("created_before", "created_at", "<"),
-            ("created_after", "created_at", ">"),
-            ("start_time_from", "start_time", ">="),
-            ("start_time_to", "start_time", "<="),
-        ):
-            value = getattr(run_filter, attribute)
-            if value is not None:
-                clauses.append(f"{column} {operator} ?")
-                params.append(value)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        sql = (
-            f"SELECT {_SELECT_COLUMNS} FROM agent_runs {where} "
-            "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?"
-        )
-        rows = self._reader().execute(sql, [*params, run_filter.limit, run_filter.offset])
-        return [decode_row(row) for row in rows]
+        sql, params = _list_query(_SELECT_COLUMNS, run_filter)
+        return [decode_row(row) for row in self._reader().execute(sql, params)]
+
+    def list_runs_json(self, run_filter: RunFilter) -> list[RunJSON]:
+        """``list_runs`` with each run as JSON text built by SQLite (no Python dicts)."""
+        sql, params = _list_query(_JSON_SELECT, run_filter)
+        return [(row[0], row[1], row[2]) for row in self._reader().execute(sql, params)]
 
     def distinct_values(self) -> tuple[list[str], list[str]]:
         """Sorted distinct agent names (from the counts table) and job types."""
