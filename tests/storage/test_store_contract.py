@@ -7,6 +7,7 @@ there and must pass the same suite unchanged.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import pytest
 
 from local_telemetry.storage.base import InsertRuns, RunFilter, Store, UpdateRun
 from local_telemetry.storage.sqlite import SQLiteStore
-from local_telemetry.timestamps import normalize
+from local_telemetry.timestamps import normalize, to_stored
 
 
 @pytest.fixture(params=["sqlite"])
@@ -66,7 +67,8 @@ def test_first_occurrence_wins_across_agents(store: Store) -> None:
     stored = store.get_run("e1")
     assert stored is not None
     assert stored["agent_name"] == "a"
-    assert store.run_counts("")[1] == {"a": 1, "b": 1}
+    window = (normalize("2000-01-01T00:00:00Z"), normalize("2100-01-01T00:00:00Z"))
+    assert store.run_counts(*window)[1] == {"a": 1, "b": 1}
 
 
 def test_defaults_are_filled(store: Store) -> None:
@@ -187,7 +189,9 @@ def test_created_bounds_are_exclusive_and_start_bounds_inclusive(store: Store) -
 def test_distinct_values_and_counts(store: Store) -> None:
     _seed_for_listing(store)
     assert store.distinct_values() == (["alpha", "beta"], ["job-a", "job-b"])
-    total, per_agent, recent = store.run_counts(normalize("2026-01-02T12:00:00Z"))
+    total, per_agent, recent = store.run_counts(
+        normalize("2026-01-02T12:00:00Z"), normalize("2026-12-31T00:00:00Z")
+    )
     assert total == 4
     assert per_agent == {"alpha": 2, "beta": 2}
     assert recent == 2
@@ -225,3 +229,21 @@ def test_json_reads_serialize_exactly_like_the_dict_reads(store: Store) -> None:
     assert single is not None
     assert single[0] == orjson.dumps(store.get_run("j2")).decode()
     assert store.get_run_json("missing") is None
+
+
+def test_recent_counts_equal_a_row_by_row_count_for_any_window(store: Store) -> None:
+    base = datetime(2026, 3, 1, tzinfo=UTC)
+    stamps = [base + timedelta(minutes=37 * n) for n in range(200)]  # ~5 days
+    rows = [row(f"w{n}", created_at=to_stored(t)) for n, t in enumerate(stamps)]
+    store.apply([InsertRuns(rows[:120]), InsertRuns(rows[120:])])
+    windows = [
+        (base + timedelta(hours=5, minutes=13), base + timedelta(hours=29, minutes=13)),
+        (base + timedelta(hours=5), base + timedelta(hours=29)),
+        (base + timedelta(minutes=10), base + timedelta(minutes=50)),
+        (base + timedelta(hours=2, minutes=59), base + timedelta(hours=3, minutes=1)),
+        (base - timedelta(days=1), base + timedelta(days=10)),
+        (stamps[40], stamps[80]),  # bounds exactly on rows: (since, until]
+    ]
+    for since, until in windows:
+        expected = sum(1 for t in stamps if since < t <= until)
+        assert store.run_counts(to_stored(since), to_stored(until))[2] == expected, (since, until)

@@ -36,8 +36,9 @@ async def health(request: Request) -> JSONBody:
 async def metrics(request: Request) -> JSONBody:
     """Total runs, runs per agent, runs created in the last 24 hours."""
     app_state = state(request)
-    since = to_stored(datetime.now(UTC) - timedelta(hours=24))
-    total, agents, recent = await app_state.read(app_state.store.run_counts, since)
+    now = datetime.now(UTC)
+    since, until = to_stored(now - timedelta(hours=24)), to_stored(now)
+    total, agents, recent = await app_state.read(app_state.store.run_counts, since, until)
     info = await app_state.read(app_state.store.info)
     return JSONBody(
         {

@@ -151,8 +151,8 @@ class Store(Protocol):
     def distinct_values(self) -> tuple[list[str], list[str]]:
         """Sorted distinct agent names and job types."""
 
-    def run_counts(self, since: str) -> tuple[int, dict[str, int], int]:
-        """Total runs, runs per agent, and runs created after ``since``."""
+    def run_counts(self, since: str, until: str) -> tuple[int, dict[str, int], int]:
+        """Total runs, runs per agent, and runs with ``since < created_at <= until``."""
 
     def info(self) -> StoreInfo:
         """Backend facts for health and metrics endpoints."""

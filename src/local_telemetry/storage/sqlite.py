@@ -13,6 +13,7 @@ import sqlite3
 import threading
 from collections import Counter
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,10 @@ _DEFAULT_AT = tuple((INSERT_COLUMNS.index(c), v) for c, v in _DEFAULTS.items())
 _JSON_AT = tuple(INSERT_COLUMNS.index(c) for c in sorted(JSON_COLUMNS))
 _CREATED_AT = INSERT_COLUMNS.index("created_at")
 _AGENT_NAME = INSERT_COLUMNS.index("agent_name")
+_HOURLY_SQL = (
+    "INSERT INTO run_counts_hourly(hour, runs) VALUES (?, ?) "
+    "ON CONFLICT(hour) DO UPDATE SET runs = runs + excluded.runs"
+)
 _COUNT_SQL = (
     "INSERT INTO run_counts(agent_name, runs) VALUES (?, ?) "
     "ON CONFLICT(agent_name) DO UPDATE SET runs = runs + excluded.runs"
@@ -96,11 +101,22 @@ def _list_query(columns: str, run_filter: RunFilter) -> tuple[str, list[Any]]:
             clauses.append(f"{column} {operator} ?")
             params.append(value)
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    # Pick the page's ids from an index first, then build only those rows: a filter the
+    # order index cannot serve (a start_time range) sorts (created_at, id) pairs, not
+    # whole serialized runs.
     sql = (
-        f"SELECT {columns} FROM agent_runs {where} "
+        f"SELECT {columns} FROM agent_runs WHERE id IN ("
+        f"SELECT id FROM agent_runs {where} "
         "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?"
+        ") ORDER BY created_at DESC, id DESC"
     )
     return sql, [*params, run_filter.limit, run_filter.offset]
+
+
+def _next_hour(stamp: str) -> str:
+    """The hour key ("YYYY-MM-DDTHH") of the first whole hour after ``stamp``."""
+    start = datetime.fromisoformat(stamp[:13] + ":00:00+00:00")
+    return (start + timedelta(hours=1)).strftime("%Y-%m-%dT%H")
 
 
 def encode_value(column: str, value: Any) -> Any:
@@ -193,13 +209,19 @@ class SQLiteStore:
         """
         conn = self._write_conn()
         results: list[Any] = []
-        new_runs: Counter[str] = Counter()
+        new_runs: Counter[tuple[str, str]] = Counter()  # (agent_name, hour) -> created
         conn.execute("BEGIN IMMEDIATE")
         try:
             for op in ops:
                 results.append(self._apply_one(conn, op, new_runs))
             if new_runs:
-                conn.executemany(_COUNT_SQL, new_runs.items())
+                per_agent: Counter[str] = Counter()
+                per_hour: Counter[str] = Counter()
+                for (agent_name, hour), created in new_runs.items():
+                    per_agent[agent_name] += created
+                    per_hour[hour] += created
+                conn.executemany(_COUNT_SQL, per_agent.items())
+                conn.executemany(_HOURLY_SQL, per_hour.items())
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -207,7 +229,9 @@ class SQLiteStore:
             raise
         return results
 
-    def _apply_one(self, conn: sqlite3.Connection, op: WriteOp, new_runs: Counter[str]) -> Any:
+    def _apply_one(
+        self, conn: sqlite3.Connection, op: WriteOp, new_runs: Counter[tuple[str, str]]
+    ) -> Any:
         try:
             if isinstance(op, UpdateRun):
                 return self._update(conn, op)
@@ -228,10 +252,12 @@ class SQLiteStore:
 
     @staticmethod
     def _insert(
-        conn: sqlite3.Connection, rows: Sequence[dict[str, Any]], new_runs: Counter[str]
+        conn: sqlite3.Connection,
+        rows: Sequence[dict[str, Any]],
+        new_runs: Counter[tuple[str, str]],
     ) -> int:
         now = now_stored()
-        by_agent: dict[str, list[list[Any]]] = {}
+        by_agent: dict[tuple[str, str], list[list[Any]]] = {}
         seen: set[Any] = set()
         for row in rows:
             # The first occurrence of an event_id wins, whichever agent group it is in.
@@ -247,14 +273,15 @@ class SQLiteStore:
             for index in _JSON_AT:
                 if values[index] is not None:
                     values[index] = orjson.dumps(values[index]).decode()
-            by_agent.setdefault(str(values[_AGENT_NAME]), []).append(values)
-        # executemany per agent: total_changes tells how many rows each agent really
+            key = (str(values[_AGENT_NAME]), str(values[_CREATED_AT])[:13])
+            by_agent.setdefault(key, []).append(values)
+        # executemany per (agent, hour): total_changes tells how many rows each really
         # gained (ON CONFLICT DO NOTHING skips duplicates without an error).
-        pending: Counter[str] = Counter()
-        for agent_name, agent_rows in by_agent.items():
+        pending: Counter[tuple[str, str]] = Counter()
+        for key, agent_rows in by_agent.items():
             before = conn.total_changes
             conn.executemany(_INSERT_SQL, agent_rows)
-            pending[agent_name] = conn.total_changes - before
+            pending[key] = conn.total_changes - before
         new_runs.update(pending)  # only once every row of the operation went in
         return sum(pending.values())
 
@@ -308,8 +335,12 @@ class SQLiteStore:
             ).fetchone()
         return agents, job_types
 
-    def run_counts(self, since: str) -> tuple[int, dict[str, int], int]:
-        """Total runs, runs per agent (most first), runs created after ``since``."""
+    def run_counts(self, since: str, until: str) -> tuple[int, dict[str, int], int]:
+        """Total runs, runs per agent (most first), runs with since < created_at <= until.
+
+        The window is summed from hourly counts; only its partial first and last hours
+        are counted row by row (an index range of at most two hours).
+        """
         conn = self._reader()
         per_agent = {
             str(name): int(count)
@@ -317,9 +348,21 @@ class SQLiteStore:
                 "SELECT agent_name, runs FROM run_counts ORDER BY runs DESC, agent_name"
             )
         }
-        recent = conn.execute(
-            "SELECT COUNT(*) FROM agent_runs WHERE created_at > ?", (since,)
-        ).fetchone()[0]
+        first_full = _next_hour(since)
+        last_partial = until[:13]
+        if first_full > last_partial:  # the window lies inside one or two partial hours
+            recent = conn.execute(
+                "SELECT COUNT(*) FROM agent_runs WHERE created_at > ? AND created_at <= ?",
+                (since, until),
+            ).fetchone()[0]
+        else:
+            recent = conn.execute(
+                "SELECT (SELECT COUNT(*) FROM agent_runs WHERE created_at > ? AND created_at < ?)"
+                " + (SELECT COALESCE(SUM(runs), 0) FROM run_counts_hourly"
+                "    WHERE hour >= ? AND hour < ?)"
+                " + (SELECT COUNT(*) FROM agent_runs WHERE created_at >= ? AND created_at <= ?)",
+                (since, first_full, first_full, last_partial, last_partial, until),
+            ).fetchone()[0]
         return sum(per_agent.values()), per_agent, int(recent)
 
     def info(self) -> StoreInfo:

@@ -97,13 +97,15 @@ INDEXES = (
     "CREATE INDEX idx_runs_agent_created ON agent_runs(agent_name, created_at)",
     "CREATE INDEX idx_runs_job_created ON agent_runs(job_type, created_at)",
     "CREATE INDEX idx_runs_status_created ON agent_runs(status, created_at)",
-    "CREATE INDEX idx_runs_start ON agent_runs(start_time)",
+    # created_at too, so a start_time range sorts by created_at from the index alone.
+    "CREATE INDEX idx_runs_start ON agent_runs(start_time, created_at)",
     "CREATE INDEX idx_runs_run_id ON agent_runs(run_id)",
     # Partial: most runs have no parent, and those cost this index nothing on insert.
     "CREATE INDEX idx_runs_parent ON agent_runs(parent_run_id) WHERE parent_run_id IS NOT NULL",
 )
 
-# Per-agent counts, so /metrics never groups the whole table. Inserts add to them once per
+# Per-agent and per-hour (created_at's "YYYY-MM-DDTHH") counts, so /metrics never
+# counts the whole table or a whole day of it. Inserts add to them once per
 # commit group (storage/sqlite.py: a trigger per row cost as much as the insert itself);
 # deletes and renames, rare, are counted by triggers.
 RUN_COUNTS = (
@@ -111,9 +113,15 @@ RUN_COUNTS = (
         agent_name TEXT PRIMARY KEY,
         runs INTEGER NOT NULL
     )""",
+    """CREATE TABLE run_counts_hourly (
+        hour TEXT PRIMARY KEY,
+        runs INTEGER NOT NULL
+    )""",
     """CREATE TRIGGER run_counts_delete AFTER DELETE ON agent_runs BEGIN
         UPDATE run_counts SET runs = runs - 1 WHERE agent_name = OLD.agent_name;
         DELETE FROM run_counts WHERE agent_name = OLD.agent_name AND runs <= 0;
+        UPDATE run_counts_hourly SET runs = runs - 1 WHERE hour = substr(OLD.created_at, 1, 13);
+        DELETE FROM run_counts_hourly WHERE hour = substr(OLD.created_at, 1, 13) AND runs <= 0;
     END""",
     """CREATE TRIGGER run_counts_rename AFTER UPDATE OF agent_name ON agent_runs
     WHEN OLD.agent_name IS NOT NEW.agent_name BEGIN
@@ -203,13 +211,17 @@ def _migration_1(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE run_events RENAME TO legacy_run_events")
     for statement in INDEXES:
         conn.execute(statement)
-    for statement in RUN_COUNTS[:1]:
+    for statement in RUN_COUNTS[:2]:
         conn.execute(statement)
     conn.execute(
         "INSERT INTO run_counts(agent_name, runs) "
         "SELECT agent_name, COUNT(*) FROM agent_runs GROUP BY agent_name"
     )
-    for statement in RUN_COUNTS[1:]:
+    conn.execute(
+        "INSERT INTO run_counts_hourly(hour, runs) "
+        "SELECT substr(created_at, 1, 13), COUNT(*) FROM agent_runs GROUP BY 1"
+    )
+    for statement in RUN_COUNTS[2:]:
         conn.execute(statement)
 
 
