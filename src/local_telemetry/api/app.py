@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from starlette.types import ASGIApp
 
 from local_telemetry import API_VERSION, __version__
 from local_telemetry.api import runs, system
@@ -53,6 +54,28 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return app.openapi_schema
 
 
+class TelemetryAPI(FastAPI):
+    """FastAPI with our ASGI layers in front of Starlette's middleware stack.
+
+    Outermost first: rate limit, bearer auth, then the run endpoints' fast paths
+    (``api/fastpath.py``), so a hot request passes no Starlette/FastAPI layer at all;
+    everything else continues into FastAPI's own stack.
+    """
+
+    def build_middleware_stack(self) -> ASGIApp:
+        """Starlette's stack, wrapped in the layers the settings ask for."""
+        stack: ASGIApp = super().build_middleware_stack()
+        app_state: AppState = self.state.local_telemetry
+        settings = app_state.settings
+        if settings.fast_paths:
+            stack = FastPaths(stack, app_state)
+        if settings.api_auth_enabled and settings.api_auth_token:
+            stack = BearerAuth(stack, settings.api_auth_token)
+        if settings.rate_limit_enabled:
+            stack = RateLimiter(stack, settings.rate_limit_rpm)
+        return stack
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application for ``settings`` (read from the environment when omitted)."""
     settings = settings or Settings()
@@ -88,7 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             writer.stop()
             store.close()
 
-    app = FastAPI(
+    app = TelemetryAPI(
         title="Local Telemetry",
         version=API_VERSION,
         description=(
@@ -99,13 +122,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.local_telemetry = app_state
     install_error_handlers(app)
-    if settings.fast_paths:
-        app.add_middleware(FastPaths, app_state=app_state)  # innermost: after auth/limits
     app.include_router(system.router)
     app.include_router(runs.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    if settings.api_auth_enabled and settings.api_auth_token:
-        app.add_middleware(BearerAuth, token=settings.api_auth_token)
-    if settings.rate_limit_enabled:
-        app.add_middleware(RateLimiter, rpm=settings.rate_limit_rpm)
     return app
