@@ -45,8 +45,10 @@ class FastPaths:
         elif path == PREFIX + "/batch" and method == "POST":
             handler = COLLECTION_HANDLERS[("POST", "batch")]
         elif path.startswith(PREFIX + "/"):
-            event_id, _, suffix = path[len(PREFIX) + 1 :].partition("/")
-            handler = RUN_HANDLERS.get((method, suffix)) if event_id else None
+            event_id, slash, suffix = path[len(PREFIX) + 1 :].partition("/")
+            # "/runs/{id}/" is FastAPI's (a redirect), like any path we do not know.
+            known = event_id and not (slash and not suffix)
+            handler = RUN_HANDLERS.get((method, suffix)) if known else None
         else:
             handler = None
         if handler is None:
@@ -74,10 +76,10 @@ class FastPaths:
 
 def _incoming(scope: Scope, receive: Receive) -> Incoming:
     content_type = content_length = None
-    for name, value in scope["headers"]:
-        if name == b"content-type":
+    for name, value in scope["headers"]:  # the first of repeated headers, as Starlette
+        if name == b"content-type" and content_type is None:
             content_type = value.decode("latin-1")
-        elif name == b"content-length":
+        elif name == b"content-length" and content_length is None:
             content_length = value.decode("latin-1")
     query_string: bytes = scope.get("query_string", b"")
     query = dict(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True))
