@@ -178,9 +178,8 @@ def rss_mb(server: ServerProcess) -> float:
 
 def time_to_healthy(db_path: Path, env: dict[str, str]) -> tuple[float, ServerProcess]:
     """Start a server on ``db_path``; seconds from spawn to the first 200 of /health."""
-    server = ServerProcess(db_path, env)
     began = time.perf_counter()
-    server.start()
+    server = start(db_path, env)
     return time.perf_counter() - began, server
 
 
@@ -201,7 +200,26 @@ def write_scenarios(
     }
 
 
+STARTED: list[ServerProcess] = []
+
+
+def start(db_path: Path, env: dict[str, str]) -> ServerProcess:
+    """Start a server that ``main`` stops at the end, whatever happens."""
+    server = ServerProcess(db_path, env)
+    STARTED.append(server)
+    return server.start()
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run every scenario and print the table; stop every server started."""
+    try:
+        return run_all(argv)
+    finally:
+        for server in STARTED:
+            server.stop()
+
+
+def run_all(argv: list[str] | None) -> int:
     """Run every scenario and print the table."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=1_000_000, help="runs seeded for reads")
@@ -217,13 +235,13 @@ def main(argv: list[str] | None = None) -> int:
 
     # ----- writes on a fresh database (ours), seeded with runs to PATCH -----
     patch_seed = 100_000
-    ours = ServerProcess(work / "writes.sqlite", {}).start()
+    ours = start(work / "writes.sqlite", {})
     seed_runs(ours.url, patch_seed, "seed")
     mine = write_scenarios(ours, seconds, "ours", patch_seed)
     ours.stop()
     reference: dict[str, WrkResult] = {}
     if not args.skip_reference:
-        ref = ServerProcess(work / "reference.sqlite", REFERENCE_ENV).start()
+        ref = start(work / "reference.sqlite", REFERENCE_ENV)
         seed_runs(ref.url, patch_seed, "seed")
         reference = write_scenarios(ref, seconds, "ref", patch_seed)
         ref.stop()
@@ -270,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # ----- reads on a large database -----
     big = work / "reads.sqlite"
-    server = ServerProcess(big, {}).start()
+    server = start(big, {})
     seed_rate = seed_runs(server.url, args.runs, "r")
     rss = rss_mb(server)
     notes.append(f"seeded {args.runs:,} runs through the batch endpoint at {seed_rate:,.0f} runs/s")
