@@ -97,7 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store.migrate()
         writer.start()
-        info = store.info()
+        info = app_state.store_info = store.info()
         log.info(
             "storing runs in %s (%s, journal=%s, synchronous=%s)",
             info.location,

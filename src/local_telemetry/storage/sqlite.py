@@ -23,6 +23,7 @@ from local_telemetry.storage.base import (
     BOOL_COLUMNS,
     JSON_COLUMNS,
     RUN_COLUMNS,
+    InsertRuns,
     RunFilter,
     RunJSON,
     StoreInfo,
@@ -55,6 +56,7 @@ _DEFAULT_AT = tuple((INSERT_COLUMNS.index(c), v) for c, v in _DEFAULTS.items())
 _JSON_AT = tuple(INSERT_COLUMNS.index(c) for c in sorted(JSON_COLUMNS))
 _CREATED_AT = INSERT_COLUMNS.index("created_at")
 _AGENT_NAME = INSERT_COLUMNS.index("agent_name")
+_MAX_VARIABLES = 30_000  # SQLite allows 32,766 parameters per statement
 _HOURLY_SQL = (
     "INSERT INTO run_counts_hourly(hour, runs) VALUES (?, ?) "
     "ON CONFLICT(hour) DO UPDATE SET runs = runs + excluded.runs"
@@ -117,6 +119,70 @@ def _next_hour(stamp: str) -> str:
     """The hour key ("YYYY-MM-DDTHH") of the first whole hour after ``stamp``."""
     start = datetime.fromisoformat(stamp[:13] + ":00:00+00:00")
     return (start + timedelta(hours=1)).strftime("%Y-%m-%dT%H")
+
+
+class _NewRunCounts:
+    """Runs created in one transaction, per agent and per hour, written at its end."""
+
+    def __init__(self) -> None:
+        self.per_agent: Counter[str] = Counter()
+        self.per_hour: Counter[str] = Counter()
+
+    def add(self, other: _NewRunCounts) -> None:
+        self.per_agent.update(other.per_agent)
+        self.per_hour.update(other.per_hour)
+
+    def write(self, conn: sqlite3.Connection) -> None:
+        if self.per_agent:
+            conn.executemany(_COUNT_SQL, self.per_agent.items())
+            conn.executemany(_HOURLY_SQL, self.per_hour.items())
+
+
+def _existing_ids(conn: sqlite3.Connection, event_ids: list[str]) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(event_ids), _MAX_VARIABLES):
+        chunk = event_ids[start : start + _MAX_VARIABLES]
+        marks = ",".join("?" * len(chunk))
+        sql = f"SELECT event_id FROM agent_runs WHERE event_id IN ({marks})"
+        found.update(row[0] for row in conn.execute(sql, chunk))
+    return found
+
+
+def _insert_rows(
+    conn: sqlite3.Connection, rows: Sequence[dict[str, Any]], counts: _NewRunCounts
+) -> list[bool]:
+    """Insert rows whose event_id is new; return created (True) or duplicate per row.
+
+    Inside the writer's transaction nobody else can write, so one look-up of the ids
+    tells exactly which rows are duplicates; the first occurrence of an id wins.
+    """
+    now = now_stored()
+    taken = _existing_ids(conn, [row["event_id"] for row in rows])
+    created: list[bool] = []
+    fresh: list[list[Any]] = []
+    pending = _NewRunCounts()
+    for row in rows:
+        event_id = row["event_id"]
+        if event_id in taken:
+            created.append(False)
+            continue
+        taken.add(event_id)
+        created.append(True)
+        values = [row.get(column) for column in INSERT_COLUMNS]
+        for index, default in _DEFAULT_AT:
+            if values[index] is None:
+                values[index] = default
+        if values[_CREATED_AT] is None:
+            values[_CREATED_AT] = now
+        for index in _JSON_AT:
+            if values[index] is not None:
+                values[index] = orjson.dumps(values[index]).decode()
+        pending.per_agent[str(values[_AGENT_NAME])] += 1
+        pending.per_hour[str(values[_CREATED_AT])[:13]] += 1
+        fresh.append(values)
+    conn.executemany(_INSERT_SQL, fresh)
+    counts.add(pending)  # only once every row went in
+    return created
 
 
 def encode_value(column: str, value: Any) -> Any:
@@ -203,25 +269,31 @@ class SQLiteStore:
     def apply(self, ops: Sequence[WriteOp]) -> list[Any]:
         """Apply a group of writes in one transaction (see ``Store.apply``).
 
-        A single SQL statement that fails undoes only itself (SQLite's statement
-        atomicity), so only multi-row inserts pay for a savepoint. Per-agent counts are
-        added once per group, not by a trigger per row.
+        Consecutive inserts of the group are written by one ``executemany`` (queue order
+        is kept: an update between two inserts runs between them). A statement that
+        fails undoes only itself, and a failing insert run is retried operation by
+        operation, so one bad write never undoes another. Per-agent and hourly counts
+        are added once per group.
         """
         conn = self._write_conn()
         results: list[Any] = []
-        new_runs: Counter[tuple[str, str]] = Counter()  # (agent_name, hour) -> created
+        counts = _NewRunCounts()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for op in ops:
-                results.append(self._apply_one(conn, op, new_runs))
-            if new_runs:
-                per_agent: Counter[str] = Counter()
-                per_hour: Counter[str] = Counter()
-                for (agent_name, hour), created in new_runs.items():
-                    per_agent[agent_name] += created
-                    per_hour[hour] += created
-                conn.executemany(_COUNT_SQL, per_agent.items())
-                conn.executemany(_HOURLY_SQL, per_hour.items())
+            index = 0
+            while index < len(ops):
+                op = ops[index]
+                if isinstance(op, UpdateRun):
+                    results.append(self._update_or_error(conn, op))
+                    index += 1
+                    continue
+                end = index
+                while end < len(ops) and isinstance(ops[end], InsertRuns):
+                    end += 1
+                inserts = [o for o in ops[index:end] if isinstance(o, InsertRuns)]
+                results.extend(self._insert_ops(conn, inserts, counts))
+                index = end
+            counts.write(conn)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -229,61 +301,33 @@ class SQLiteStore:
             raise
         return results
 
-    def _apply_one(
-        self, conn: sqlite3.Connection, op: WriteOp, new_runs: Counter[tuple[str, str]]
-    ) -> Any:
+    def _update_or_error(self, conn: sqlite3.Connection, op: UpdateRun) -> Any:
         try:
-            if isinstance(op, UpdateRun):
-                return self._update(conn, op)
-            if len(op.rows) == 1:
-                created = self._insert(conn, op.rows, new_runs)
-            else:
-                conn.execute("SAVEPOINT op")
-                try:
-                    created = self._insert(conn, op.rows, new_runs)
-                except BaseException:
-                    conn.execute("ROLLBACK TO op")
-                    raise
-                finally:
-                    conn.execute("RELEASE op")
+            return self._update(conn, op)
         except (sqlite3.IntegrityError, ValueError) as exc:
             return exc
-        return created
 
-    @staticmethod
-    def _insert(
-        conn: sqlite3.Connection,
-        rows: Sequence[dict[str, Any]],
-        new_runs: Counter[tuple[str, str]],
-    ) -> int:
-        now = now_stored()
-        by_agent: dict[tuple[str, str], list[list[Any]]] = {}
-        seen: set[Any] = set()
-        for row in rows:
-            # The first occurrence of an event_id wins, whichever agent group it is in.
-            if row["event_id"] in seen:
-                continue
-            seen.add(row["event_id"])
-            values = [row.get(column) for column in INSERT_COLUMNS]
-            for index, default in _DEFAULT_AT:
-                if values[index] is None:
-                    values[index] = default
-            if values[_CREATED_AT] is None:
-                values[_CREATED_AT] = now
-            for index in _JSON_AT:
-                if values[index] is not None:
-                    values[index] = orjson.dumps(values[index]).decode()
-            key = (str(values[_AGENT_NAME]), str(values[_CREATED_AT])[:13])
-            by_agent.setdefault(key, []).append(values)
-        # executemany per (agent, hour): total_changes tells how many rows each really
-        # gained (ON CONFLICT DO NOTHING skips duplicates without an error).
-        pending: Counter[tuple[str, str]] = Counter()
-        for key, agent_rows in by_agent.items():
-            before = conn.total_changes
-            conn.executemany(_INSERT_SQL, agent_rows)
-            pending[key] = conn.total_changes - before
-        new_runs.update(pending)  # only once every row of the operation went in
-        return sum(pending.values())
+    def _insert_ops(
+        self, conn: sqlite3.Connection, ops: list[InsertRuns], counts: _NewRunCounts
+    ) -> list[Any]:
+        """Insert the rows of consecutive operations; one created-count per operation."""
+        rows = [row for op in ops for row in op.rows]
+        conn.execute("SAVEPOINT inserts")
+        try:
+            created = _insert_rows(conn, rows, counts)
+        except (sqlite3.IntegrityError, ValueError) as exc:
+            conn.execute("ROLLBACK TO inserts")
+            conn.execute("RELEASE inserts")
+            if len(ops) == 1:
+                return [exc]
+            return [r for op in ops for r in self._insert_ops(conn, [op], counts)]
+        conn.execute("RELEASE inserts")
+        results: list[Any] = []
+        start = 0
+        for op in ops:
+            results.append(sum(created[start : start + len(op.rows)]))
+            start += len(op.rows)
+        return results
 
     @staticmethod
     def _update(conn: sqlite3.Connection, op: UpdateRun) -> str | None:
