@@ -33,6 +33,12 @@ class AppState:
     store_info: StoreInfo | None = None  # read once at start-up: modes do not change
     _read_limiter: CapacityLimiter | None = field(default=None, repr=False)
 
+    async def info(self) -> StoreInfo:
+        """The store's facts, as read at start-up (or now, before start-up ended)."""
+        if self.store_info is None:
+            self.store_info = await self.read(self.store.info)
+        return self.store_info
+
     async def read(self, function: Callable[..., T], *args: object) -> T:
         """Run a blocking read (store query) on one of the few reader threads."""
         if self._read_limiter is None:  # created in the event loop, on first use

@@ -18,7 +18,7 @@ router = APIRouter(tags=["system"])
 async def health(request: Request) -> JSONBody:
     """Liveness plus the storage settings in force."""
     app_state = state(request)
-    info = app_state.store_info or await app_state.read(app_state.store.info)
+    info = await app_state.info()
     return JSONBody(
         {
             "status": "ok",
@@ -39,7 +39,7 @@ async def metrics(request: Request) -> JSONBody:
     now = datetime.now(UTC)
     since, until = to_stored(now - timedelta(hours=24)), to_stored(now)
     total, agents, recent = await app_state.read(app_state.store.run_counts, since, until)
-    info = app_state.store_info or await app_state.read(app_state.store.info)
+    info = await app_state.info()
     return JSONBody(
         {
             "total_runs": total,
