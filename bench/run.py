@@ -235,6 +235,10 @@ def run_all(argv: list[str] | None) -> int:
 
     # ----- writes on a fresh database (ours), seeded with runs to PATCH -----
     patch_seed = 100_000
+    inprocess = subprocess.run(
+        [sys.executable, str(HERE / "inprocess.py")], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    notes.append(f"same creates through the ASGI stack in-process, no HTTP: {inprocess}")
     ours = start(work / "writes.sqlite", {})
     seed_runs(ours.url, patch_seed, "seed")
     mine = write_scenarios(ours, seconds, "ours", patch_seed)
