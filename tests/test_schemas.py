@@ -9,14 +9,21 @@ from pydantic import BaseModel, ValidationError
 
 from local_telemetry.schemas import (
     CANONICAL_STATUSES,
+    EVENT_LEVELS,
+    MAX_EVENT_MESSAGE_BYTES,
     MAX_INT64,
     MAX_JSON_DEPTH,
+    NOT_NULLABLE_ON_UPDATE,
+    RESOLUTIONS,
     STATUS_ALIASES,
     CommitAssociation,
     RunCreate,
+    RunEventCreate,
+    RunEventQuery,
     RunQuery,
     RunUpdate,
 )
+from local_telemetry.timestamps import parse_instant
 
 COUNTERS = (
     "items_discovered",
@@ -399,3 +406,104 @@ def test_query_timestamps_are_normalized_for_comparison() -> None:
     )
     assert query.created_after == "2026-01-12T10:00:00.000000Z"
     assert query.start_time_to == "2026-01-12T10:00:00.000000Z"
+
+
+# ----- agent outcome fields -----
+
+OUTCOME_FIELDS = (
+    "resolution",
+    "input_kind",
+    "self_corrected",
+    "tokens_input",
+    "tokens_output",
+    "cost_usd",
+    "sla_target_seconds",
+)
+
+
+def test_resolutions_are_the_runbooks() -> None:
+    assert RESOLUTIONS == ("resolved", "escalated", "failed")
+
+
+def test_outcome_fields_are_optional_and_nullable_on_update() -> None:
+    run = RunCreate.model_validate(create_body())
+    assert all(getattr(run, field) is None for field in OUTCOME_FIELDS)
+    assert not set(OUTCOME_FIELDS) & NOT_NULLABLE_ON_UPDATE
+    cleared = RunUpdate.model_validate(dict.fromkeys(OUTCOME_FIELDS)).changes()
+    assert cleared == dict.fromkeys(OUTCOME_FIELDS)
+
+
+@pytest.mark.parametrize(("sent", "kept"), [(0, 0.0), (3, 3.0), (0.05, 0.05), (-0.0, 0.0)])
+def test_cost_is_kept_as_a_float(sent: float, kept: float) -> None:
+    cost = RunCreate.model_validate(create_body(cost_usd=sent)).cost_usd
+    assert isinstance(cost, float)
+    assert (cost, str(cost)) == (kept, str(kept))
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf"), 10**400, -1e-9])
+def test_cost_must_be_finite_and_non_negative(value: Any) -> None:
+    assert error_fields(RunCreate, create_body(cost_usd=value)) == {"cost_usd"}
+    assert error_fields(RunUpdate, {"cost_usd": value}) == {"cost_usd"}
+
+
+def test_outcome_integers_reach_max_int64() -> None:
+    fields = {"tokens_input": MAX_INT64, "tokens_output": 0, "sla_target_seconds": MAX_INT64}
+    run = RunCreate.model_validate(create_body(**fields))
+    assert run.to_row().items() >= fields.items()
+
+
+# ----- run events -----
+
+
+def test_event_defaults() -> None:
+    event = RunEventCreate.model_validate({"message": "m"})
+    assert (event.level, event.data) == ("info", None)
+    parse_instant(event.timestamp)  # the server's time, in the stored form
+    assert event.timestamp.endswith("Z")
+    assert event.to_row() == {
+        "message": "m",
+        "level": "info",
+        "timestamp": event.timestamp,
+        "data": None,
+    }
+
+
+@pytest.mark.parametrize("level", EVENT_LEVELS)
+def test_event_levels_are_case_insensitive_and_stored_lower_case(level: str) -> None:
+    for sent in (level, level.upper(), level.capitalize()):
+        assert RunEventCreate.model_validate({"message": "m", "level": sent}).level == level
+
+
+@pytest.mark.parametrize("level", ["warn", "fatal", "trace", " info", "", None, 20])
+def test_unknown_event_levels_are_rejected(level: Any) -> None:
+    assert error_fields(RunEventCreate, {"message": "m", "level": level}) == {"level"}
+
+
+def test_event_message_is_limited_to_64_kib_of_utf8() -> None:
+    assert MAX_EVENT_MESSAGE_BYTES == 65536
+    for fits in ("x" * 65536, "é" * 32768, "😀" * 16384):
+        assert RunEventCreate.model_validate({"message": fits}).message == fits
+    for too_long in ("x" * 65537, "é" * 32769, "😀" * 16385, "😀" * 16384 + "x"):
+        assert error_fields(RunEventCreate, {"message": too_long}) == {"message"}
+
+
+def test_event_timestamp_is_normalized_and_needs_a_timezone() -> None:
+    event = RunEventCreate.model_validate(
+        {"message": "m", "timestamp": "2026-01-12T12:00:00+02:00"}
+    )
+    assert event.timestamp == "2026-01-12T10:00:00.000000Z"
+    naive = {"message": "m", "timestamp": "2026-01-12T12:00:00"}
+    assert error_fields(RunEventCreate, naive) == {"timestamp"}
+
+
+def test_event_data_is_a_json_object() -> None:
+    assert RunEventCreate.model_validate({"message": "m", "data": {"a": [1]}}).data == {"a": [1]}
+    for bad in ([1], "x", 5, nested(MAX_JSON_DEPTH + 1)):
+        assert error_fields(RunEventCreate, {"message": "m", "data": bad}) == {"data"}
+
+
+def test_event_query_bounds() -> None:
+    assert RunEventQuery.model_validate({}).model_dump() == {"limit": 1000, "after_id": 0}
+    assert RunEventQuery.model_validate({"limit": "10000", "after_id": "5"}).limit == 10000
+    for field, value in (("limit", "0"), ("limit", "10001"), ("after_id", "-1")):
+        assert error_fields(RunEventQuery, {field: value}) == {field}

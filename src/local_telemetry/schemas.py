@@ -10,7 +10,15 @@ Rules (the v3 guide's, tightened where it let bad data through):
   ``manual``, ``llm`` or ``ci``;
 - ``metrics_json``/``context_json`` are JSON objects nested at most ``MAX_JSON_DEPTH``
   levels (deeper values cannot be stored; numbers in them are finite: the body parser in
-  ``api/http.py`` refuses NaN and Infinity everywhere).
+  ``api/http.py`` refuses NaN and Infinity everywhere);
+- agent outcome fields (agent-metrics runbook), all optional and nullable: ``resolution``
+  is ``resolved``, ``escalated`` or ``failed``; ``self_corrected`` a JSON boolean;
+  ``tokens_input``/``tokens_output`` integers 0..2^63-1; ``cost_usd`` a finite number
+  >= 0 (integers accepted, stored as floating point); ``sla_target_seconds`` an integer
+  1..2^63-1; ``input_kind`` at most 256 characters;
+- run events: ``message`` at most 64 KiB of UTF-8, ``level`` one of ``EVENT_LEVELS``
+  (any case, stored lower-case), ``timestamp`` with timezone (default: server time),
+  ``data`` a JSON object; at most ``MAX_EVENTS_PER_REQUEST`` events per request.
 
 Unknown fields are ignored on create (old clients send extra fields such as
 ``api_posted``) and rejected on PATCH, where a silently ignored field would look updated.
@@ -18,7 +26,7 @@ Unknown fields are ignored on create (old clients send extra fields such as
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -30,7 +38,7 @@ from pydantic import (
     StringConstraints,
 )
 
-from local_telemetry.timestamps import TimestampError, normalize
+from local_telemetry.timestamps import TimestampError, normalize, now_stored
 
 CANONICAL_STATUSES: tuple[str, ...] = (
     "running",
@@ -46,6 +54,13 @@ STATUS_ALIASES: dict[str, str] = {
     "succeeded": "success",
 }
 COMMIT_SOURCES: tuple[str, ...] = ("manual", "llm", "ci")
+Resolution = Literal["resolved", "escalated", "failed"]
+RESOLUTIONS: tuple[str, ...] = get_args(Resolution)
+EventLevelName = Literal["debug", "info", "warning", "error", "critical"]
+EVENT_LEVELS: tuple[str, ...] = get_args(EventLevelName)
+MAX_EVENT_MESSAGE_BYTES = 64 * 1024
+MAX_EVENTS_PER_REQUEST = 1000
+MAX_EVENTS_PAGE = 10_000
 MAX_INT64 = 2**63 - 1
 MAX_JSON_DEPTH = 128
 """Deepest nesting of ``metrics_json``/``context_json`` (orjson cannot store past 254)."""
@@ -112,6 +127,24 @@ def _shallow_json(value: dict[str, Any]) -> dict[str, Any]:
     raise ValueError(f"must not be nested more than {MAX_JSON_DEPTH} levels deep")
 
 
+def _finite_non_negative(value: float) -> float:
+    # Strict float accepts JSON integers (as floats); the parser refuses NaN/Infinity and
+    # allow_inf_nan=False refuses them from any other caller. -0.0 is stored as 0.0.
+    return value + 0.0
+
+
+def _event_level(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+def _message_size(value: str) -> str:
+    if len(value) > MAX_EVENT_MESSAGE_BYTES // 4 and (
+        len(value.encode("utf-8", "surrogatepass")) > MAX_EVENT_MESSAGE_BYTES
+    ):
+        raise ValueError(f"must be at most {MAX_EVENT_MESSAGE_BYTES} bytes of UTF-8")
+    return value
+
+
 def _commit_hash(value: str) -> str:
     if not all(c in "0123456789abcdefABCDEF" for c in value):
         raise ValueError("must be 7-40 hexadecimal characters")
@@ -129,6 +162,12 @@ CommitHash = Annotated[
 ]
 CommitSource = Literal["manual", "llm", "ci"]
 JsonObject = Annotated[dict[str, Any], AfterValidator(_shallow_json)]
+CostUsd = Annotated[
+    float, Strict(), Field(ge=0, allow_inf_nan=False), AfterValidator(_finite_non_negative)
+]
+Seconds = Annotated[int, Strict(), Field(gt=0, le=MAX_INT64)]
+ShortText = Annotated[str, StringConstraints(max_length=256), AfterValidator(_no_nul)]
+EventLevel = Annotated[EventLevelName, BeforeValidator(_event_level)]
 
 
 class _RunFields(BaseModel):
@@ -171,6 +210,13 @@ class _RunFields(BaseModel):
     api_posted: Annotated[bool, Strict()] | None = None
     api_posted_at: Timestamp | None = None
     api_retry_count: Counter | None = None
+    resolution: Resolution | None = Field(None, description="resolved, escalated or failed.")
+    input_kind: ShortText | None = None
+    self_corrected: Annotated[bool, Strict()] | None = None
+    tokens_input: Counter | None = None
+    tokens_output: Counter | None = None
+    cost_usd: CostUsd | None = Field(None, description="Finite, >= 0; stored as a float.")
+    sla_target_seconds: Seconds | None = None
 
 
 class RunCreate(_RunFields):
@@ -247,6 +293,35 @@ class CommitAssociation(BaseModel):
         return fields
 
 
+class RunEventCreate(BaseModel):
+    """One event of ``POST /api/v1/runs/{event_id}/events`` (the body is one or an array)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    message: Annotated[Text, AfterValidator(_message_size)] = Field(
+        description="At most 64 KiB of UTF-8."
+    )
+    level: EventLevel = Field("info", description="Any case; stored lower-case.")
+    timestamp: Timestamp = Field(
+        default_factory=now_stored,
+        description="ISO 8601 with timezone; defaults to the time the server received it.",
+    )
+    data: JsonObject | None = None
+
+    def to_row(self) -> dict[str, Any]:
+        """The event as the store's ``AppendEvents`` takes it."""
+        return self.model_dump()
+
+
+class RunEventQuery(BaseModel):
+    """Paging of ``GET /api/v1/runs/{event_id}/events``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    limit: int = Field(1000, ge=1, le=MAX_EVENTS_PAGE)
+    after_id: int = Field(0, ge=0, le=MAX_INT64, description="Only events with a larger id.")
+
+
 class RunQuery(BaseModel):
     """Filters of ``GET /api/v1/runs`` (validated from the query string)."""
 
@@ -309,6 +384,24 @@ class BatchResult(BaseModel):
     duplicates: int
     errors: list[BatchError]
     total: int
+
+
+class EventsResult(BaseModel):
+    """Answer to ``POST /api/v1/runs/{event_id}/events`` (HTTP 201)."""
+
+    event_id: str
+    inserted: int
+
+
+class RunEventPublic(BaseModel):
+    """A stored run event as the API returns it."""
+
+    id: int
+    event_id: str
+    timestamp: str
+    level: str
+    message: str
+    data: dict[str, Any] | None
 
 
 class RunPublic(_RunFields):

@@ -306,6 +306,16 @@ def test_batch_bodies_have_their_own_larger_limit(small_limit_server: httpx.Clie
     assert response.json()["inserted"] == 3
 
 
+def test_event_bodies_have_the_batch_limit(small_limit_server: httpx.Client) -> None:
+    run = new_run()
+    assert small_limit_server.post("/api/v1/runs", json=run).status_code == 201
+    events = [{"message": "y" * 1000} for _ in range(3)]
+    assert len(orjson.dumps(events)) > 2048
+    response = small_limit_server.post(f"/api/v1/runs/{run['event_id']}/events", json=events)
+    assert response.status_code == 201
+    assert response.json()["inserted"] == 3
+
+
 # ----- query strings and paths -----
 
 
@@ -356,12 +366,17 @@ def test_query_string_garbage_is_422_naming_the_parameter(
         ("PATCH", "/api/v1/runs/%00"),
         ("PATCH", "/api/v1/runs/..%2F..%2Fetc"),
         ("POST", "/api/v1/runs/%00/associate-commit"),
+        ("GET", "/api/v1/runs/%00/events"),
+        ("POST", "/api/v1/runs/%00/events"),
+        ("POST", "/api/v1/runs/..%2F..%2Fetc/events"),
     ],
 )
 def test_hostile_paths_are_404_never_500(api: httpx.Client, method: str, path: str) -> None:
     body = {"status": "success"} if method == "PATCH" else None
     if path.endswith("associate-commit"):
         body = {"commit_hash": "abcdef1", "commit_source": "ci"}
+    if path.endswith("events") and method == "POST":
+        body = {"message": "m"}
     response = api.request(method, path, json=body)
     assert response.status_code == 404, response.text[:300]
     assert "detail" in response.json()

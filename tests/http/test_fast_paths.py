@@ -6,8 +6,9 @@ scripted scenario, one request per line of ``SCENARIO``. For every request both 
 answer the same status, the same headers (``date``/``server`` aside; a redirect's
 ``location`` without the server's own address) and the same body bytes; the only part of a
 body masked is a non-null ``updated_at``, the one server-chosen time in the scenario
-(every run sets its ``created_at``). Each line also names the status expected, and each
-listing the event_ids expected, so that no comparison passes by both sides failing alike.
+(every run sets its ``created_at``, every event its ``timestamp``). Each line also names
+the status expected, and each listing the event_ids expected, so that no comparison
+passes by both sides failing alike.
 
 Reads are serialized by SQLite (``json_object``); each ``GET`` of runs must also equal,
 byte for byte, what the dict reads served before: ``orjson.dumps`` of the stored row
@@ -182,6 +183,13 @@ B = run(
     api_posted=True,
     api_posted_at="2026-01-12T10:01:30.5+00:00",
     api_retry_count=2,
+    resolution="escalated",
+    input_kind="chat ✓",
+    self_corrected=False,
+    tokens_input=1500,
+    tokens_output=2**63 - 1,
+    cost_usd=0.1 + 0.2,  # SQLite's own JSON would write 0.3
+    sla_target_seconds=300,
     not_a_field="ignored on create",
 )
 C = run("fp-c", 2, agent_name="fp-beta", status="failed", start_time="2026-01-12T11:00:00Z")
@@ -228,10 +236,23 @@ PATCH_OK = {
     "metrics_json": {"m": [1.5]},
     "items_succeeded": 98,
 }
-PATCH_CLEAR = {"error_summary": None, "end_time": None, "context_json": None}
+PATCH_CLEAR = {"error_summary": None, "end_time": None, "context_json": None, "input_kind": None}
+PATCH_OUTCOME = {
+    "cost_usd": 1e-5,
+    "self_corrected": True,
+    "resolution": "resolved",
+    "tokens_input": 7,
+}
 PATCH_UNICODE = {"status": "cancelled", "output_summary": "fini ✓", "context_json": {"k": "v"}}
 PATCH_NULLS = {"items_failed": None, "status": None, "api_posted": None}
 SUCCESS = {"status": "success"}
+EV = "events"
+EVENT_TIME = "2026-01-12T10:00:00+01:00"  # every event sets it: nothing depends on the clock
+EVENT_ONE = {"message": "one", "timestamp": EVENT_TIME}
+EVENTS = [
+    {"message": "two ✓", "level": "WARNING", "timestamp": EVENT_TIME, "data": {"rows": 4.5}},
+    {"message": "three", "level": "error", "timestamp": EVENT_TIME, "data": METRICS["nested"]},
+]
 TEXT = ctype("text/plain")
 CHARSET = ctype("application/json; charset=utf-8")
 PLUS_JSON = ctype("application/vnd.api+json")
@@ -262,6 +283,10 @@ def commit(name: str, event_id: str, status: int, body: Any, headers: Any = None
 
 def get(name: str, path: str, status: int = 200, ids: tuple[str, ...] | None = None) -> Case:
     return Case(name, "GET", path, status, ids=ids)
+
+
+def events(name: str, event_id: str, status: int, body: Any, headers: Any = None) -> Case:
+    return Case(name, "POST", at(event_id, EV), status, body, headers)
 
 
 # fmt: off
@@ -297,6 +322,9 @@ SCENARIO: tuple[Case, ...] = (
     post("create: empty event_id", RUNS, 422, run("", 20)),
     post("create: bad commit hash", RUNS, 422, bad(git_commit_hash="xyz")),
     post("create: metrics_json not an object", RUNS, 422, bad(metrics_json=[1])),
+    post("create: unknown resolution", RUNS, 422, bad(resolution="done")),
+    post("create: cost as a string", RUNS, 422, bad(cost_usd="0.05")),
+    post("create: self_corrected not a bool", RUNS, 422, bad(self_corrected=1)),
     post("create: many errors", RUNS, 422, {"event_id": 1, "status": "x", "items_failed": -1}),
     post("create: body not an object", RUNS, 422, [A]),
     post("create: bad JSON", RUNS, 422, b'{"event_id": '),
@@ -328,6 +356,8 @@ SCENARIO: tuple[Case, ...] = (
     patch("patch: fields_updated in the order sent", "fp-a", 200, PATCH_OK),
     patch("patch: clear nullable fields", "fp-b", 200, PATCH_CLEAR),
     patch("patch: unicode event_id", UNICODE_ID, 200, PATCH_UNICODE),
+    patch("patch: outcome fields", "fp-c", 200, PATCH_OUTCOME),
+    patch("patch: sla_target_seconds 0", "fp-c", 422, {"sla_target_seconds": 0}),
     patch("patch: status alias", "fp-a", 422, {"status": "completed"}),
     patch("patch: unknown status", "fp-a", 422, {"status": "done"}),
     patch("patch: unknown field", "fp-a", 422, {"status": "success", "bogus": 1}),
@@ -390,6 +420,27 @@ SCENARIO: tuple[Case, ...] = (
     get("repo-url: missing run", at("fp-missing", "repo-url"), 404),
     get("commit-url: batch", at("batch", "commit-url"), 404),
     post("commit-url: POST", at("fp-b", "commit-url"), 405, {}),
+    # --- run events ---
+    events("events: one", "fp-a", 201, EVENT_ONE),
+    events("events: array", "fp-a", 201, EVENTS),
+    events("events: unicode event_id", UNICODE_ID, 201, [EVENT_ONE]),
+    events("events: empty array", "fp-b", 201, []),
+    events("events: missing run", "fp-missing", 404, EVENT_ONE),
+    events("events: bad item", "fp-a", 422, [EVENT_ONE, {"level": "loud"}]),
+    events("events: not an object or array", "fp-a", 422, "one"),
+    events("events: too many", "fp-a", 422, [{}] * 1001),
+    events("events: bad JSON", "fp-a", 422, b"[{]"),
+    events("events: text/plain", "fp-a", 415, EVENT_ONE, TEXT),
+    events("events: oversized", "fp-a", 413, b"[" + b" " * MAX_BATCH_BODY + b"]"),
+    get("events: list", at("fp-a", EV)),
+    get("events: list, unicode event_id", at(UNICODE_ID, EV)),
+    get("events: list, none", at("fp-b", EV)),
+    get("events: page", at("fp-a", EV) + "?limit=1&after_id=1"),
+    get("events: list, missing run", at("fp-missing", EV), 404),
+    get("events: limit 0", at("fp-a", EV) + "?limit=0", 422),
+    get("events: after_id negative", at("fp-a", EV) + "?after_id=-1", 422),
+    get("events: trailing slash", at("fp-a", EV) + "/", 307),
+    Case("events: PATCH", "PATCH", at("fp-a", EV), 405, SUCCESS),
     # --- GET list ---
     get("list: everything", RUNS, ids=ALL),
     get("list: agent_name", q(agent_name="fp-alpha"), ids=ALPHA),

@@ -63,10 +63,11 @@ def write_requests(event_id: str) -> list[tuple[str, str, Any]]:
             f"/api/v1/runs/{event_id}/associate-commit",
             {"commit_hash": "abcdef1234", "commit_source": "llm"},
         ),
+        ("POST", f"/api/v1/runs/{event_id}/events", [{"message": "secured"}]),
     ]
 
 
-WRITE_NAMES = ["create", "batch", "update", "associate-commit"]
+WRITE_NAMES = ["create", "batch", "update", "associate-commit", "events"]
 
 
 def assert_unauthorized(response: httpx.Response) -> None:
@@ -84,6 +85,7 @@ def assert_run_untouched(client: httpx.Client, run: dict[str, Any]) -> None:
     assert stored["items_failed"] == 0
     assert stored["git_commit_hash"] is None
     assert stored["updated_at"] is None
+    assert client.get(f"/api/v1/runs/{run['event_id']}/events").json() == []
 
 
 def assert_nothing_created(client: httpx.Client, body: Any) -> None:
@@ -95,7 +97,7 @@ def assert_nothing_created(client: httpx.Client, body: Any) -> None:
 # ----- auth -----
 
 
-@pytest.mark.parametrize("index", range(4), ids=WRITE_NAMES)
+@pytest.mark.parametrize("index", range(len(WRITE_NAMES)), ids=WRITE_NAMES)
 def test_write_without_token_is_401_and_stores_nothing(
     client: httpx.Client, existing: dict[str, Any], index: int
 ) -> None:
@@ -119,7 +121,7 @@ def test_write_without_token_is_401_and_stores_nothing(
         f"Bearer {TOKEN}, Bearer {TOKEN}",
     ],
 )
-@pytest.mark.parametrize("index", range(4), ids=WRITE_NAMES)
+@pytest.mark.parametrize("index", range(len(WRITE_NAMES)), ids=WRITE_NAMES)
 def test_write_with_a_wrong_token_is_401_and_stores_nothing(
     client: httpx.Client, existing: dict[str, Any], index: int, authorization: str
 ) -> None:
@@ -162,7 +164,7 @@ def test_create_with_the_right_token_is_201_and_stored(client: httpx.Client) -> 
 def test_every_write_succeeds_with_the_right_token(
     client: httpx.Client, existing: dict[str, Any]
 ) -> None:
-    expected = [201, 200, 200, 200]
+    expected = [201, 200, 200, 200, 201]
     for (method, path, body), status in zip(
         write_requests(existing["event_id"]), expected, strict=True
     ):
@@ -172,6 +174,8 @@ def test_every_write_succeeds_with_the_right_token(
     assert stored["status"] == "failure"
     assert stored["items_failed"] == 3
     assert stored["git_commit_hash"] == "abcdef1234"
+    events = client.get(f"/api/v1/runs/{existing['event_id']}/events").json()
+    assert [event["message"] for event in events] == ["secured"]
 
 
 def test_auth_covers_other_write_methods_too(client: httpx.Client) -> None:
@@ -190,6 +194,7 @@ def test_auth_covers_other_write_methods_too(client: httpx.Client) -> None:
         "/api/v1/runs/{event_id}",
         "/api/v1/runs/{event_id}/commit-url",
         "/api/v1/runs/{event_id}/repo-url",
+        "/api/v1/runs/{event_id}/events",
         "/api/v1/metadata",
         "/openapi.json",
         "/docs",

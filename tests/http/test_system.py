@@ -56,6 +56,7 @@ def test_docs_and_openapi_are_served(api: httpx.Client) -> None:
         "/api/v1/runs/{event_id}/associate-commit",
         "/api/v1/runs/{event_id}/commit-url",
         "/api/v1/runs/{event_id}/repo-url",
+        "/api/v1/runs/{event_id}/events",
         "/api/v1/metadata",
         "/health",
         "/metrics",

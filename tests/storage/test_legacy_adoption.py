@@ -163,6 +163,7 @@ def test_reference_database_is_upgraded_with_every_row_kept(
     with sqlite3.connect(db_path) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert conn.execute("SELECT COUNT(*) FROM legacy_run_events").fetchone()[0] == 1
+        assert conn.execute("SELECT COUNT(*) FROM run_events").fetchone()[0] == 0  # ours, new
         assert conn.execute("SELECT version FROM schema_migrations").fetchall() == [(6,)]
         assert conn.execute("SELECT MAX(version) FROM local_telemetry_schema").fetchone()[0] >= 1
     conn.close()

@@ -14,7 +14,14 @@ from typing import Any
 import orjson
 import pytest
 
-from local_telemetry.storage.base import InsertRuns, RunFilter, Store, UpdateRun
+from local_telemetry.storage.base import (
+    EVENT_COLUMNS,
+    AppendEvents,
+    InsertRuns,
+    RunFilter,
+    Store,
+    UpdateRun,
+)
 from local_telemetry.storage.sqlite import SQLiteStore
 from local_telemetry.timestamps import normalize, to_stored
 
@@ -203,6 +210,30 @@ def test_info_reports_durable_modes(store: Store) -> None:
     assert info.synchronous == "FULL"
 
 
+# Costs whose text SQLite's own JSON rendering of a REAL would get wrong (15 significant
+# digits, its own exponent form), besides plain ones.
+COSTS = (
+    0.05,
+    1.0,
+    0.0,
+    3,
+    12.5,
+    0.1 + 0.2,
+    1 / 3,
+    1e-5,
+    3e-6,
+    2.5e-7,
+    0.0001,
+    1e15,
+    1e16,
+    9007199254740993,
+    123456789.123,
+    1e300,
+    1.7976931348623157e308,
+    5e-324,
+)
+
+
 def test_json_reads_serialize_exactly_like_the_dict_reads(store: Store) -> None:
     varied = [
         row("j1"),
@@ -215,8 +246,23 @@ def test_json_reads_serialize_exactly_like_the_dict_reads(store: Store) -> None:
             git_repo="git@github.com:org/repo.git",
             git_commit_hash="abcdef1",
             items_succeeded=2**63 - 1,
+            resolution="escalated",
+            input_kind='email ✓ "q"',
+            self_corrected=False,
+            tokens_input=2**63 - 1,
+            tokens_output=0,
+            cost_usd=0.05,
+            sla_target_seconds=300,
         ),
-        row("j3", status="failure", end_time=normalize("2026-01-12T11:00:00Z")),
+        row(
+            "j3",
+            status="failure",
+            end_time=normalize("2026-01-12T11:00:00Z"),
+            resolution="resolved",
+            self_corrected=True,
+            cost_usd=1.0,
+        ),
+        *(row(f"cost-{n}", cost_usd=cost) for n, cost in enumerate(COSTS)),
     ]
     store.apply([InsertRuns(varied)])
     as_dicts = store.list_runs(RunFilter())
@@ -229,6 +275,176 @@ def test_json_reads_serialize_exactly_like_the_dict_reads(store: Store) -> None:
     assert single is not None
     assert single[0] == orjson.dumps(store.get_run("j2")).decode()
     assert store.get_run_json("missing") is None
+    costs = {run["event_id"]: run["cost_usd"] for run in as_dicts}
+    assert [costs[f"cost-{n}"] for n in range(len(COSTS))] == [float(c) for c in COSTS]
+    assert (costs["j2"], costs["j3"]) == (0.05, 1.0)
+    assert '"cost_usd":0.05,' in single[0]
+    assert '"self_corrected":false,' in single[0]
+
+
+# ----- agent outcome fields -----
+
+OUTCOME = {
+    "resolution": "resolved",
+    "input_kind": "chat",
+    "self_corrected": True,
+    "tokens_input": 1500,
+    "tokens_output": 2**63 - 1,
+    "cost_usd": 0.0375,
+    "sla_target_seconds": 60,
+}
+
+
+def test_outcome_fields_default_to_null(store: Store) -> None:
+    store.apply([InsertRuns([row("o1")])])
+    stored = store.get_run("o1")
+    assert stored is not None
+    assert {key: stored[key] for key in OUTCOME} == dict.fromkeys(OUTCOME)
+    assert stored["self_corrected"] is None  # not false: "not reported"
+    assert stored["api_posted"] is False
+
+
+def test_outcome_fields_round_trip_and_update(store: Store) -> None:
+    store.apply([InsertRuns([row("o1", **OUTCOME)])])
+    stored = store.get_run("o1")
+    assert stored is not None
+    assert {key: stored[key] for key in OUTCOME} == OUTCOME
+    change = {"self_corrected": False, "cost_usd": 2, "resolution": "failed"}
+    assert store.apply([UpdateRun("o1", change)]) == ["run-o1"]
+    stored = store.get_run("o1")
+    assert stored is not None
+    assert stored["self_corrected"] is False
+    assert stored["cost_usd"] == 2.0
+    assert isinstance(stored["cost_usd"], float)  # stored as floating point
+    assert stored["resolution"] == "failed"
+    store.apply([UpdateRun("o1", dict.fromkeys(OUTCOME))])
+    stored = store.get_run("o1")
+    assert stored is not None
+    assert {key: stored[key] for key in OUTCOME} == dict.fromkeys(OUTCOME)
+
+
+def test_integer_cost_is_returned_as_a_float(store: Store) -> None:
+    store.apply([InsertRuns([row("o1", cost_usd=3)])])
+    stored = store.get_run("o1")
+    assert stored is not None
+    assert (stored["cost_usd"], type(stored["cost_usd"])) == (3.0, float)
+    text = store.get_run_json("o1")
+    assert text is not None
+    assert '"cost_usd":3.0,' in text[0]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"tokens_input": -1}, {"tokens_output": -1}, {"cost_usd": -0.5}, {"sla_target_seconds": 0}],
+)
+def test_out_of_range_outcome_numbers_are_refused(store: Store, bad: dict[str, Any]) -> None:
+    [result] = store.apply([InsertRuns([row("o1", **bad)])])
+    assert isinstance(result, Exception)
+    assert store.get_run("o1") is None
+
+
+# ----- run events -----
+
+
+def event(message: str, **fields: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "timestamp": normalize("2026-01-12T10:00:00Z"),
+        "level": "info",
+        "message": message,
+        "data": None,
+    }
+    base.update(fields)
+    return base
+
+
+def messages(events: list[dict[str, Any]] | None) -> list[str]:
+    assert events is not None
+    return [e["message"] for e in events]
+
+
+def test_events_are_appended_and_listed_in_order(store: Store) -> None:
+    store.apply([InsertRuns([row("r1"), row("r2")])])
+    data = {"rows": 42, "nested": {"list": [1, 2.5, None]}, "text": "é✓"}
+    first = [event("one", data=data), event("two", level="error")]
+    assert store.apply([AppendEvents("r1", first)]) == [2]
+    assert store.apply([AppendEvents("r2", [event("other")])]) == [1]
+    assert store.apply([AppendEvents("r1", [event("three")])]) == [1]
+    listed = store.list_events("r1")
+    assert listed is not None
+    assert messages(listed) == ["one", "two", "three"]
+    assert [list(e) for e in listed] == [list(EVENT_COLUMNS)] * 3
+    one = listed[0]
+    assert (one["event_id"], one["level"], one["data"]) == ("r1", "info", data)
+    assert one["timestamp"] == "2026-01-12T10:00:00.000000Z"
+    assert listed[1]["data"] is None
+    assert listed[0]["id"] < listed[1]["id"] < listed[2]["id"]
+    assert messages(store.list_events("r2")) == ["other"]
+
+
+def test_events_of_an_unknown_run(store: Store) -> None:
+    assert store.apply([AppendEvents("nope", [event("lost")])]) == [None]
+    assert store.list_events("nope") is None
+    store.apply([InsertRuns([row("nope")])])
+    assert store.list_events("nope") == []  # nothing was kept from before the run existed
+
+
+def test_events_run_without_events_lists_empty(store: Store) -> None:
+    store.apply([InsertRuns([row("r1")])])
+    assert store.list_events("r1") == []
+    assert store.apply([AppendEvents("r1", [])]) == [0]
+
+
+def test_events_page_with_after_id_and_limit(store: Store) -> None:
+    store.apply([InsertRuns([row("r1")])])
+    store.apply([AppendEvents("r1", [event(f"m{n}") for n in range(7)])])
+    page = store.list_events("r1", limit=3)
+    assert messages(page) == ["m0", "m1", "m2"]
+    assert page is not None
+    page = store.list_events("r1", after_id=page[-1]["id"], limit=3)
+    assert messages(page) == ["m3", "m4", "m5"]
+    assert page is not None
+    rest = store.list_events("r1", after_id=page[-1]["id"])
+    assert messages(rest) == ["m6"]
+    assert rest is not None
+    assert store.list_events("r1", after_id=rest[-1]["id"]) == []
+
+
+def test_events_keep_queue_order_inside_one_group(store: Store) -> None:
+    results = store.apply(
+        [
+            AppendEvents("g1", [event("too early")]),
+            InsertRuns([row("g1")]),
+            AppendEvents("g1", [event("after insert")]),
+            UpdateRun("g1", {"status": "success"}),
+            InsertRuns([row("g2")]),
+            AppendEvents("g2", [event("g2 event")]),
+        ]
+    )
+    assert results == [None, 1, 1, "run-g1", 1, 1]
+    assert messages(store.list_events("g1")) == ["after insert"]
+    assert messages(store.list_events("g2")) == ["g2 event"]
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        event("no level", level=None),  # NOT NULL column
+        event("not JSON", data={"set": {1, 2}}),
+        {"message": "no timestamp", "level": "info"},
+    ],
+    ids=["null level", "data not JSON", "missing key"],
+)
+def test_failing_event_append_stores_none_of_its_events(
+    store: Store, broken: dict[str, Any]
+) -> None:
+    store.apply([InsertRuns([row("r1")])])
+    bad = [event("fine"), broken]
+    results = store.apply(
+        [AppendEvents("r1", bad), AppendEvents("r1", [event("kept")]), InsertRuns([row("r2")])]
+    )
+    assert isinstance(results[0], Exception)
+    assert results[1:] == [1, 1]
+    assert messages(store.list_events("r1")) == ["kept"]
 
 
 def test_recent_counts_equal_a_row_by_row_count_for_any_window(store: Store) -> None:

@@ -20,14 +20,14 @@ from local_telemetry.api.metadata_cache import MetadataCache
 from local_telemetry.api.security import BearerAuth, RateLimiter
 from local_telemetry.config import Settings
 from local_telemetry.ingest import GroupCommitWriter
-from local_telemetry.schemas import CommitAssociation, RunCreate, RunUpdate
+from local_telemetry.schemas import CommitAssociation, RunCreate, RunEventCreate, RunUpdate
 from local_telemetry.storage.base import Store
 from local_telemetry.storage.sqlite import SQLiteStore
 
 log = logging.getLogger("local_telemetry")
 
 # Models documented as request bodies (handlers parse bodies themselves; see api/http.py).
-BODY_MODELS = (RunCreate, RunUpdate, CommitAssociation)
+BODY_MODELS = (RunCreate, RunUpdate, CommitAssociation, RunEventCreate)
 
 
 def open_store(settings: Settings) -> Store:

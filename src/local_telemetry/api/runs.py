@@ -12,27 +12,39 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from local_telemetry import gitlinks
 from local_telemetry.api.deps import AppState, state
 from local_telemetry.api.http import ApiError, Incoming, JSONBody, validate, validation_detail
 from local_telemetry.ingest import WriterBusy
 from local_telemetry.schemas import (
+    MAX_EVENTS_PER_REQUEST,
     NOT_NULLABLE_ON_UPDATE,
     BatchResult,
     CommitAssociation,
     CommitResult,
     CommitUrl,
     CreateResult,
+    EventsResult,
     RepoUrl,
     RunCreate,
+    RunEventCreate,
+    RunEventPublic,
+    RunEventQuery,
     RunPublic,
     RunQuery,
     RunUpdate,
     UpdateResult,
 )
-from local_telemetry.storage.base import InsertRuns, RunFilter, RunJSON, UpdateRun, WriteOp
+from local_telemetry.storage.base import (
+    AppendEvents,
+    InsertRuns,
+    RunFilter,
+    RunJSON,
+    UpdateRun,
+    WriteOp,
+)
 
 Reply = tuple[int, Any]
 """HTTP status and JSON-able body."""
@@ -197,6 +209,52 @@ async def get_repo_url(app_state: AppState, incoming: Incoming, event_id: str) -
     return 200, {"repo_url": run["repo_url"]}
 
 
+def _valid_events(data: Any) -> list[dict[str, Any]]:
+    """The events of a body holding one event object or an array of them; all valid or a
+    422 naming every problem (an array item's index comes right after ``body``)."""
+    if isinstance(data, dict):
+        return [validate(RunEventCreate, data).to_row()]
+    if not isinstance(data, list):
+        message = "Body must be an event object or a JSON array of them"
+        raise ApiError(422, [{"type": "model_type", "loc": ["body"], "msg": message}])
+    if len(data) > MAX_EVENTS_PER_REQUEST:
+        message = f"Request has {len(data)} events; at most {MAX_EVENTS_PER_REQUEST}"
+        raise ApiError(422, [{"type": "too_long", "loc": ["body"], "msg": message}])
+    events: list[dict[str, Any]] = []
+    problems: list[dict[str, Any]] = []
+    for index, item in enumerate(data):
+        try:
+            events.append(RunEventCreate.model_validate(item).to_row())
+        except ValidationError as exc:
+            for error in validation_detail(exc, "body"):
+                error["loc"].insert(1, index)
+                problems.append(error)
+    if problems:
+        raise ApiError(422, problems)
+    return events
+
+
+async def append_events(app_state: AppState, incoming: Incoming, event_id: str) -> Reply:
+    """Store one event or an array of events on the run: all of them, or none."""
+    data = await incoming.json(app_state.settings.max_batch_body_bytes)
+    events = _valid_events(data)
+    inserted = await _write(app_state, AppendEvents(event_id, events))
+    if inserted is None:
+        raise ApiError(404, f"Run not found: {event_id}")
+    return 201, {"event_id": event_id, "inserted": inserted}
+
+
+async def list_events(app_state: AppState, incoming: Incoming, event_id: str) -> Reply:
+    """The run's events in the order received (oldest first), paged by ``after_id``."""
+    query = validate(RunEventQuery, incoming.query, location="query")
+    events = await app_state.read(
+        lambda: app_state.store.list_events(event_id, after_id=query.after_id, limit=query.limit)
+    )
+    if events is None:
+        raise ApiError(404, f"Run not found: {event_id}")
+    return 200, events
+
+
 # ----- FastAPI routes: OpenAPI documentation and the path when fast paths are off -----
 
 router = APIRouter(prefix="/api/v1/runs", tags=["runs"])
@@ -212,7 +270,7 @@ def _ref(model: type[Any]) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
-def _query_parameters(model: type[RunQuery]) -> dict[str, Any]:
+def _query_parameters(model: type[BaseModel]) -> dict[str, Any]:
     """OpenAPI query parameters declared by ``model`` (validation stays in schemas.py)."""
     schema = model.model_json_schema()
     return {
@@ -341,6 +399,39 @@ async def get_repo_url_route(request: Request, event_id: str) -> JSONBody:
     return _reply(await get_repo_url(state(request), incoming(request), event_id))
 
 
+@router.post(
+    "/{event_id}/events",
+    status_code=201,
+    summary="Append events (log lines) to a run",
+    response_model=None,
+    responses={201: {"model": EventsResult}, 404: NOT_FOUND},
+    openapi_extra=_body_schema(
+        {
+            "oneOf": [
+                _ref(RunEventCreate),
+                {"type": "array", "items": _ref(RunEventCreate), "maxItems": 1000},
+            ]
+        }
+    ),
+)
+async def append_events_route(request: Request, event_id: str) -> JSONBody:
+    """Store one event or an array of at most 1,000: all of them, or none (422 naming the
+    index of each bad item). ``level`` defaults to ``info``, ``timestamp`` to now."""
+    return _reply(await append_events(state(request), incoming(request), event_id))
+
+
+@router.get(
+    "/{event_id}/events",
+    summary="List a run's events, oldest first",
+    response_model=None,
+    responses={200: {"model": list[RunEventPublic]}, 404: NOT_FOUND},
+    openapi_extra=_query_parameters(RunEventQuery),
+)
+async def list_events_route(request: Request, event_id: str) -> JSONBody:
+    """The run's events in the order received; page with ``after_id`` = the last ``id``."""
+    return _reply(await list_events(state(request), incoming(request), event_id))
+
+
 # The fast path's dispatch tables: (method) -> handler, for the collection and one run.
 COLLECTION_HANDLERS: dict[tuple[str, str], Handler] = {
     ("POST", ""): create_run,
@@ -353,4 +444,6 @@ RUN_HANDLERS: dict[tuple[str, str], RunHandler] = {
     ("POST", "associate-commit"): associate_commit,
     ("GET", "commit-url"): get_commit_url,
     ("GET", "repo-url"): get_repo_url,
+    ("POST", "events"): append_events,
+    ("GET", "events"): list_events,
 }

@@ -1,6 +1,7 @@
 """Storage backends behind the :class:`~local_telemetry.storage.base.Store` protocol."""
 
 from local_telemetry.storage.base import (
+    AppendEvents,
     InsertRuns,
     RunFilter,
     Store,
@@ -8,4 +9,4 @@ from local_telemetry.storage.base import (
     WriteOp,
 )
 
-__all__ = ["InsertRuns", "RunFilter", "Store", "UpdateRun", "WriteOp"]
+__all__ = ["AppendEvents", "InsertRuns", "RunFilter", "Store", "UpdateRun", "WriteOp"]

@@ -60,9 +60,24 @@ RUN_COLUMNS: tuple[str, ...] = (
     "api_retry_count",
     "insight_id",
     "parent_run_id",
+    # agent outcome fields (migration 2)
+    "resolution",
+    "input_kind",
+    "self_corrected",
+    "tokens_input",
+    "tokens_output",
+    "cost_usd",
+    "sla_target_seconds",
 )
 JSON_COLUMNS: frozenset[str] = frozenset({"metrics_json", "context_json"})
-BOOL_COLUMNS: frozenset[str] = frozenset({"api_posted"})
+BOOL_COLUMNS: frozenset[str] = frozenset({"api_posted", "self_corrected"})
+# Booleans whose NULL means "not reported" and is returned as null; the others (NOT NULL
+# columns with a default) read NULL as false.
+NULLABLE_BOOL_COLUMNS: frozenset[str] = frozenset({"self_corrected"})
+# Stored as floating point (REAL); returned as JSON numbers with a fraction or exponent.
+REAL_COLUMNS: frozenset[str] = frozenset({"cost_usd"})
+EVENT_COLUMNS: tuple[str, ...] = ("id", "event_id", "timestamp", "level", "message", "data")
+"""Fields of a run event, in the order the API returns them."""
 
 
 @dataclass(frozen=True)
@@ -87,7 +102,20 @@ class UpdateRun:
     fields: dict[str, Any]
 
 
-WriteOp = InsertRuns | UpdateRun
+@dataclass(frozen=True)
+class AppendEvents:
+    """Append events (log lines) to the run ``event_id``, all of them or none.
+
+    Each event is a dict with ``timestamp`` (stored UTC form), ``level``, ``message`` and
+    ``data`` (a JSON object or ``None``). Result: how many were inserted, or ``None``
+    when no such run exists (then nothing is stored).
+    """
+
+    event_id: str
+    events: Sequence[dict[str, Any]]
+
+
+WriteOp = InsertRuns | UpdateRun | AppendEvents
 
 RunJSON = tuple[str, str | None, str | None]
 """A run serialized by the store: (JSON object text, git_repo, git_commit_hash)."""
@@ -147,6 +175,13 @@ class Store(Protocol):
 
     def list_runs_json(self, run_filter: RunFilter) -> list[RunJSON]:
         """``list_runs`` serialized by the database, as ``get_run_json``."""
+
+    def list_events(
+        self, event_id: str, *, after_id: int = 0, limit: int = 1000
+    ) -> list[dict[str, Any]] | None:
+        """Events of the run with ``id > after_id``, oldest (lowest ``id``) first, at most
+        ``limit``; each a dict of ``EVENT_COLUMNS`` with ``data`` decoded. ``None`` when
+        no such run exists."""
 
     def distinct_values(self) -> tuple[list[str], list[str]]:
         """Sorted distinct agent names and job types."""

@@ -21,8 +21,12 @@ import orjson
 
 from local_telemetry.storage.base import (
     BOOL_COLUMNS,
+    EVENT_COLUMNS,
     JSON_COLUMNS,
+    NULLABLE_BOOL_COLUMNS,
+    REAL_COLUMNS,
     RUN_COLUMNS,
+    AppendEvents,
     InsertRuns,
     RunFilter,
     RunJSON,
@@ -67,11 +71,36 @@ _COUNT_SQL = (
 )
 
 
+_EVENT_SELECT = f"SELECT {', '.join(EVENT_COLUMNS)} FROM run_events"
+_EVENT_INSERT_SQL = (
+    "INSERT INTO run_events (event_id, timestamp, level, message, data) VALUES (?, ?, ?, ?, ?)"
+)
+
+# SQL function (registered on every connection) writing a number as orjson does. SQLite's
+# own JSON text for a REAL keeps 15 significant digits (0.1 + 0.2 would come back as 0.3,
+# 1/3 as 0.333333333333333) and spells exponents its own way (1.0e-05 for 0.00001), so
+# the JSON reads would differ from the dict reads; only REAL columns pay this call.
+JSON_NUMBER_FUNCTION = "local_telemetry_json_number"
+
+
+def _json_number(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
 def _json_expression(column: str) -> str:
     if column in JSON_COLUMNS:  # text adopted from an older database may not be JSON
         return f"CASE WHEN json_valid({column}) THEN json({column}) ELSE {column} END"
+    if column in NULLABLE_BOOL_COLUMNS:
+        return (
+            f"json(CASE WHEN {column} IS NULL THEN 'null' "
+            f"WHEN {column} THEN 'true' ELSE 'false' END)"
+        )
     if column in BOOL_COLUMNS:
         return f"json(CASE WHEN {column} THEN 'true' ELSE 'false' END)"
+    if column in REAL_COLUMNS:
+        return (
+            f"CASE WHEN {column} IS NULL THEN NULL ELSE json({JSON_NUMBER_FUNCTION}({column})) END"
+        )
     return column
 
 
@@ -193,6 +222,8 @@ def encode_value(column: str, value: Any) -> Any:
         return orjson.dumps(value).decode()
     if column in BOOL_COLUMNS:
         return 1 if value else 0
+    if column in REAL_COLUMNS:
+        return float(value)
     return value
 
 
@@ -206,8 +237,18 @@ def decode_row(row: Sequence[Any]) -> dict[str, Any]:
             with contextlib.suppress(orjson.JSONDecodeError):
                 run[column] = orjson.loads(text)
     for column in BOOL_COLUMNS:
-        run[column] = bool(run[column])
+        value = run[column]
+        if value is not None or column not in NULLABLE_BOOL_COLUMNS:
+            run[column] = bool(value)
     return run
+
+
+def decode_event(row: Sequence[Any]) -> dict[str, Any]:
+    """A stored event row (``EVENT_COLUMNS`` order) as the API's event dict."""
+    event = dict(zip(EVENT_COLUMNS, row, strict=True))
+    if event["data"] is not None:
+        event["data"] = orjson.loads(event["data"])
+    return event
 
 
 class SQLiteStore:
@@ -241,6 +282,7 @@ class SQLiteStore:
         conn.execute("PRAGMA foreign_keys = ON")
         # Savepoint sub-journals and sorts in memory, not in temporary files.
         conn.execute("PRAGMA temp_store = MEMORY")
+        conn.create_function(JSON_NUMBER_FUNCTION, 1, _json_number, deterministic=True)
         with self._lock:
             self._connections.append(conn)
         return conn
@@ -271,9 +313,9 @@ class SQLiteStore:
 
         Consecutive inserts of the group are written by one ``executemany`` (queue order
         is kept: an update between two inserts runs between them). A statement that
-        fails undoes only itself, and a failing insert run is retried operation by
-        operation, so one bad write never undoes another. Per-agent and hourly counts
-        are added once per group.
+        fails undoes only itself, events are appended in a savepoint of their own, and
+        a failing insert run is retried operation by operation, so one bad write never
+        undoes another. Per-agent and hourly counts are added once per group.
         """
         conn = self._write_conn()
         results: list[Any] = []
@@ -287,12 +329,18 @@ class SQLiteStore:
                     results.append(self._update_or_error(conn, op))
                     index += 1
                     continue
-                end = index
-                while end < len(ops) and isinstance(ops[end], InsertRuns):
-                    end += 1
-                inserts = [o for o in ops[index:end] if isinstance(o, InsertRuns)]
+                if isinstance(op, AppendEvents):
+                    results.append(self._append_events_or_error(conn, op))
+                    index += 1
+                    continue
+                inserts: list[InsertRuns] = []
+                while index < len(ops):
+                    following = ops[index]
+                    if not isinstance(following, InsertRuns):
+                        break
+                    inserts.append(following)
+                    index += 1
                 results.extend(self._insert_ops(conn, inserts, counts))
-                index = end
             counts.write(conn)
             conn.execute("COMMIT")
         except BaseException:
@@ -306,6 +354,32 @@ class SQLiteStore:
             return self._update(conn, op)
         except (sqlite3.IntegrityError, ValueError) as exc:
             return exc
+
+    @staticmethod
+    def _append_events_or_error(conn: sqlite3.Connection, op: AppendEvents) -> Any:
+        """Insert every event of ``op`` or none; ``None`` when the run does not exist."""
+        found = conn.execute("SELECT 1 FROM agent_runs WHERE event_id = ?", (op.event_id,))
+        if found.fetchone() is None:
+            return None
+        conn.execute("SAVEPOINT events")
+        try:
+            rows = [
+                (
+                    op.event_id,
+                    event["timestamp"],
+                    event["level"],
+                    event["message"],
+                    None if event.get("data") is None else orjson.dumps(event["data"]).decode(),
+                )
+                for event in op.events
+            ]
+            conn.executemany(_EVENT_INSERT_SQL, rows)
+        except (sqlite3.IntegrityError, ValueError, TypeError, KeyError) as exc:
+            conn.execute("ROLLBACK TO events")
+            conn.execute("RELEASE events")
+            return exc
+        conn.execute("RELEASE events")
+        return len(rows)
 
     def _insert_ops(
         self, conn: sqlite3.Connection, ops: list[InsertRuns], counts: _NewRunCounts
@@ -364,6 +438,25 @@ class SQLiteStore:
         """``list_runs`` with each run as JSON text built by SQLite (no Python dicts)."""
         sql, params = _list_query(_JSON_SELECT, run_filter)
         return [(row[0], row[1], row[2]) for row in self._reader().execute(sql, params)]
+
+    def list_events(
+        self, event_id: str, *, after_id: int = 0, limit: int = 1000
+    ) -> list[dict[str, Any]] | None:
+        """Events of the run after ``after_id``, oldest first; ``None`` for an unknown run."""
+        conn = self._reader()
+        # One read transaction: the run and its events are seen at the same instant.
+        conn.execute("BEGIN")
+        try:
+            found = conn.execute("SELECT 1 FROM agent_runs WHERE event_id = ?", (event_id,))
+            if found.fetchone() is None:
+                return None
+            rows = conn.execute(
+                f"{_EVENT_SELECT} WHERE event_id = ? AND id > ? ORDER BY id LIMIT ?",
+                (event_id, after_id, limit),
+            ).fetchall()
+        finally:
+            conn.execute("COMMIT")
+        return [decode_event(row) for row in rows]
 
     def distinct_values(self) -> tuple[list[str], list[str]]:
         """Sorted distinct agent names (from the counts table) and job types."""

@@ -4,7 +4,9 @@ Applied versions are recorded in ``local_telemetry_schema``. Migration 1 creates
 schema, or adopts a database made by the earlier reference implementation of the v3
 API (an ``agent_runs`` table with an ``id`` primary key and client-written timestamps):
 its rows are copied into the new table with timestamps normalized to UTC and status
-aliases mapped to canonical values, and nothing is dropped that was stored.
+aliases mapped to canonical values, and nothing is dropped that was stored. Migration 2
+adds the agent outcome columns of the runbook and the ``run_events`` table. A released
+migration is never edited; a schema change is a new migration.
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ from local_telemetry.storage.base import RUN_COLUMNS
 from local_telemetry.timestamps import normalize_legacy, now_stored
 
 log = logging.getLogger(__name__)
+
+# The columns migration 1 creates, frozen: later migrations add to RUN_COLUMNS, and an
+# adopted legacy table must be copied into the version-1 table only.
+V1_RUN_COLUMNS: tuple[str, ...] = RUN_COLUMNS[: RUN_COLUMNS.index("parent_run_id") + 1]
 
 COUNTER_COLUMNS = (
     "items_discovered",
@@ -169,7 +175,7 @@ def _adopt_legacy_runs(conn: sqlite3.Connection) -> int:
     conn.execute(AGENT_RUNS_DDL)
     legacy_columns = _table_columns(conn, LEGACY_TABLE)
     kept = (["id"] if "id" in legacy_columns else []) + [
-        c for c in RUN_COLUMNS if c in legacy_columns
+        c for c in V1_RUN_COLUMNS if c in legacy_columns
     ]
     # Columns _legacy_row always fills, whether or not the old table had them.
     always = (
@@ -225,10 +231,46 @@ def _migration_1(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+# Agent outcome fields (agent-metrics runbook). All nullable: a job run reports none of
+# them. Value rules live in schemas.py; the CHECKs only keep numbers in range, as the
+# counters' do (no CHECK on the resolution enum, as none on status: a later value must
+# not need a table rebuild).
+OUTCOME_COLUMNS = (
+    "ALTER TABLE agent_runs ADD COLUMN resolution TEXT",
+    "ALTER TABLE agent_runs ADD COLUMN input_kind TEXT",
+    "ALTER TABLE agent_runs ADD COLUMN self_corrected INTEGER CHECK (self_corrected IN (0, 1))",
+    "ALTER TABLE agent_runs ADD COLUMN tokens_input INTEGER CHECK (tokens_input >= 0)",
+    "ALTER TABLE agent_runs ADD COLUMN tokens_output INTEGER CHECK (tokens_output >= 0)",
+    "ALTER TABLE agent_runs ADD COLUMN cost_usd REAL CHECK (cost_usd >= 0)",
+    "ALTER TABLE agent_runs ADD COLUMN sla_target_seconds INTEGER CHECK (sla_target_seconds > 0)",
+)
+
+# Log lines of a run, read back in insertion order (id). Deleting a run deletes its
+# events. The foreign key names agent_runs: a later migration that rebuilds agent_runs
+# by renaming it must recreate run_events too (SQLite rewrites references on rename).
+RUN_EVENTS = (
+    """CREATE TABLE run_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id TEXT NOT NULL REFERENCES agent_runs(event_id) ON DELETE CASCADE,
+        timestamp TEXT NOT NULL,
+        level TEXT NOT NULL,
+        message TEXT NOT NULL,
+        data TEXT
+    )""",
+    "CREATE INDEX idx_run_events_run ON run_events(event_id, id)",
+)
+
+
+def _migration_2(conn: sqlite3.Connection) -> None:
+    for statement in (*OUTCOME_COLUMNS, *RUN_EVENTS):
+        conn.execute(statement)
+
+
 Migration = tuple[int, str, Callable[[sqlite3.Connection], None]]
 
 MIGRATIONS: tuple[Migration, ...] = (
     (1, "runs table, indexes, per-agent counts; adopt an earlier agent_runs table", _migration_1),
+    (2, "agent outcome columns on agent_runs; run_events table", _migration_2),
 )
 
 
