@@ -242,6 +242,16 @@ def run_all(argv: list[str] | None) -> int:
     ours = start(work / "writes.sqlite", {})
     seed_runs(ours.url, patch_seed, "seed")
     mine = write_scenarios(ours, seconds, "ours", patch_seed)
+    sdk = subprocess.run(
+        [sys.executable, str(HERE / "sdk_overhead.py"), ours.url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    median_us = float(sdk.split()[1])
+    rows.append(
+        Row("SDK overhead per tracked run (caller thread)", sdk, "median < 50 us", median_us < 50)
+    )
     ours.stop()
     reference: dict[str, WrkResult] = {}
     if not args.skip_reference:
