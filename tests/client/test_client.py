@@ -327,3 +327,56 @@ def test_coalesce_merges_updates_into_the_pending_start_only_when_adjacent() -> 
     assert merged[0].body == {"event_id": "a", "status": "running", "items_succeeded": 1}
     assert merged[1].body == {"event_id": "b", "status": "failure"}
     assert merged[3].body == {"status": "success", "duration_ms": 5}
+
+
+def test_qc_before_the_server_has_quality_scores_reports_through_on_error(
+    shared_server: ServerProcess,
+) -> None:
+    errors: list[tuple[BaseException, Item | None]] = []
+    with TelemetryClient(
+        shared_server.url,
+        spool=False,
+        detect_git=False,
+        on_error=lambda e, i: errors.append((e, i)),
+    ) as sdk:
+        run = sdk.start_run(agent(), "reviewed")
+        assert sdk.flush(10)
+        sdk.qc(run.event_id, 4, notes="good")  # returns; never raises
+        assert sdk.flush(10)
+        stats = sdk.stats()
+    assert stats["rejected"] == 1
+    [(error, item)] = errors
+    assert item is not None
+    assert item.kind == "qc"
+    assert "not available" in str(error)
+
+
+def test_runs_left_open_at_exit_are_delivered_by_the_atexit_hook(
+    shared_server: ServerProcess,
+) -> None:
+    name = agent()
+    script = (
+        "from local_telemetry import TelemetryClient\n"
+        f"c = TelemetryClient({shared_server.url!r}, spool=False, detect_git=False)\n"
+        f"with c.run({name!r}, 'exiting') as r:\n"
+        "    r.update(items_succeeded=3)\n"
+        "# no flush, no close: the interpreter exits right away\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+    runs = httpx.get(f"{shared_server.url}/api/v1/runs", params={"agent_name": name}).json()
+    assert [(r["status"], r["items_succeeded"]) for r in runs] == [("success", 3)]
+
+
+def test_run_log_events_are_stored_in_order(
+    client: TelemetryClient, shared_server: ServerProcess
+) -> None:
+    with client.run(agent(), "logging") as run:
+        run.log("first", rows=1)
+        run.log("second", level="warning")
+    assert client.flush(10)
+    events = httpx.get(f"{shared_server.url}/api/v1/runs/{run.event_id}/events").json()
+    assert [(e["message"], e["level"]) for e in events] == [
+        ("first", "info"),
+        ("second", "warning"),
+    ]
+    assert events[0]["data"] == {"rows": 1}
