@@ -433,7 +433,11 @@ def write_results(table: str, notes: list[str], args: Any) -> None:
             "",
         ]
     )
-    (HERE / "RESULTS.md").write_text(text)
+    results = HERE / "RESULTS.md"
+    # The hand-written analysis (from the first "## " heading on) survives a rewrite.
+    previous = results.read_text() if results.exists() else ""
+    analysis = previous[previous.find("\n## ") :] if "\n## " in previous else ""
+    results.write_text(text + analysis)
     print(f"wrote {HERE / 'RESULTS.md'}")
 
 
