@@ -34,15 +34,6 @@ log = logging.getLogger("local_telemetry")
 
 DEFAULT_API_URL = "http://localhost:8765"
 TRUE_WORDS = frozenset({"1", "true", "yes"})
-OUTCOME_FIELDS = (
-    "resolution",
-    "input_kind",
-    "self_corrected",
-    "tokens_input",
-    "tokens_output",
-    "cost_usd",
-    "sla_target_seconds",
-)
 
 
 def telemetry_disabled() -> bool:
