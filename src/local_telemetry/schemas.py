@@ -16,6 +16,11 @@ Rules (the v3 guide's, tightened where it let bad data through):
   ``tokens_input``/``tokens_output`` integers 0..2^63-1; ``cost_usd`` a finite number
   >= 0 (integers accepted, stored as floating point); ``sla_target_seconds`` an integer
   1..2^63-1; ``input_kind`` at most 256 characters;
+- agent runs (``POST /api/agent-runs``): ``run_id`` a UUID in its 8-4-4-4-12 hex form
+  (stored as sent), ``ended_at`` not before ``started_at`` and only with a
+  ``resolution``; ``metadata`` a JSON object (stored as ``context_json``);
+- QC reviews: ``score`` a JSON integer 1..5 (no floats, strings or bools), ``notes`` and
+  ``reviewer`` optional text;
 - run events: ``message`` at most 64 KiB of UTF-8, ``level`` one of ``EVENT_LEVELS``
   (any case, stored lower-case), ``timestamp`` with timezone (default: server time),
   ``data`` a JSON object; at most ``MAX_EVENTS_PER_REQUEST`` events per request.
@@ -26,6 +31,7 @@ Unknown fields are ignored on create (old clients send extra fields such as
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
@@ -36,6 +42,7 @@ from pydantic import (
     Field,
     Strict,
     StringConstraints,
+    model_validator,
 )
 
 from local_telemetry.timestamps import TimestampError, normalize, now_stored
@@ -56,6 +63,15 @@ STATUS_ALIASES: dict[str, str] = {
 COMMIT_SOURCES: tuple[str, ...] = ("manual", "llm", "ci")
 Resolution = Literal["resolved", "escalated", "failed"]
 RESOLUTIONS: tuple[str, ...] = get_args(Resolution)
+RESOLUTION_STATUS: dict[str, str] = {
+    "resolved": "success",
+    "escalated": "partial",
+    "failed": "failure",
+}
+"""The status an agent run gets when it ends with this resolution."""
+AGENT_RUN_JOB_TYPE = "agent_run"
+MAX_QC_PER_REQUEST = 100
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 EventLevelName = Literal["debug", "info", "warning", "error", "critical"]
 EVENT_LEVELS: tuple[str, ...] = get_args(EventLevelName)
 MAX_EVENT_MESSAGE_BYTES = 64 * 1024
@@ -131,6 +147,13 @@ def _finite_non_negative(value: float) -> float:
     # Strict float accepts JSON integers (as floats); the parser refuses NaN/Infinity and
     # allow_inf_nan=False refuses them from any other caller. -0.0 is stored as 0.0.
     return value + 0.0
+
+
+def _uuid(value: str) -> str:
+    # The runbook's z.string().uuid(): hyphenated hex only (no braces, urn: or bare hex).
+    if not _UUID.fullmatch(value):
+        raise ValueError("must be a UUID (8-4-4-4-12 hexadecimal digits)")
+    return value
 
 
 def _event_level(value: Any) -> Any:
@@ -313,6 +336,101 @@ class RunEventCreate(BaseModel):
         return self.model_dump()
 
 
+class QcCreate(BaseModel):
+    """Body of ``POST /api/v1/runs/{event_id}/qc`` and one item of an agent run's ``qc``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    score: Annotated[int, Strict(), Field(ge=1, le=5)] = Field(
+        description="Integer 1 (poor) to 5 (excellent)."
+    )
+    notes: Text | None = None
+    reviewer: ShortText | None = None
+
+    def to_row(self) -> dict[str, Any]:
+        """The review as the store's ``AddQc``/``UpsertAgentRun`` take it."""
+        return self.model_dump()
+
+
+class QcPublic(BaseModel):
+    """A stored QC review as the API returns it."""
+
+    id: int
+    event_id: str
+    score: int
+    notes: str | None
+    reviewer: str | None
+    created_at: str
+
+
+class AgentRunPost(BaseModel):
+    """Body of ``POST /api/agent-runs`` (the agent-metrics runbook's ``agent_run``).
+
+    A start record (no ``ended_at``) and an end record (``ended_at`` with ``resolution``)
+    may arrive as two posts of the same ``run_id``; fields left out are not changed.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    run_id: Annotated[str, AfterValidator(_uuid)] = Field(
+        description="UUID; the run's event_id and run_id (idempotency key)."
+    )
+    agent_name: Identifier
+    job_type: Identifier | None = Field(None, description="Default agent_run (on create).")
+    input_kind: ShortText | None = None
+    started_at: Timestamp | None = Field(
+        None, description="ISO 8601 with timezone; default: when the server received the run."
+    )
+    ended_at: Timestamp | None = Field(
+        None, description="ISO 8601 with timezone; requires resolution."
+    )
+    resolution: Resolution | None = Field(None, description="resolved, escalated or failed.")
+    self_corrected: Annotated[bool, Strict()] | None = None
+    tokens_input: Counter | None = None
+    tokens_output: Counter | None = None
+    cost_usd: CostUsd | None = Field(None, description="Finite, >= 0; stored as a float.")
+    sla_target_seconds: Seconds | None = None
+    metadata: JsonObject | None = Field(None, description="Stored as the run's context_json.")
+    qc: Annotated[list[QcCreate], Field(max_length=MAX_QC_PER_REQUEST)] | None = Field(
+        None, description="QC reviews stored with the run (a resent review is not repeated)."
+    )
+
+    @model_validator(mode="after")
+    def _ended_run_rules(self) -> AgentRunPost:
+        if self.ended_at is not None and self.resolution is None:
+            raise ValueError("resolution is required when ended_at is given")
+        if (
+            self.ended_at is not None
+            and self.started_at is not None
+            and self.ended_at < self.started_at  # stored form: text order is time order
+        ):
+            raise ValueError("ended_at must not be before started_at")
+        return self
+
+    def to_fields(self) -> dict[str, Any]:
+        """The run columns this post sets (``UpsertAgentRun.fields``); omitted ones absent.
+
+        ``status`` is present only when the post ends the run.
+        """
+        fields: dict[str, Any] = {
+            "agent_name": self.agent_name,
+            "job_type": self.job_type,
+            "start_time": self.started_at,
+            "end_time": self.ended_at,
+            "resolution": self.resolution,
+            "input_kind": self.input_kind,
+            "self_corrected": self.self_corrected,
+            "tokens_input": self.tokens_input,
+            "tokens_output": self.tokens_output,
+            "cost_usd": self.cost_usd,
+            "sla_target_seconds": self.sla_target_seconds,
+            "context_json": self.metadata,
+        }
+        if self.ended_at is not None and self.resolution is not None:
+            fields["status"] = RESOLUTION_STATUS[self.resolution]
+        return {k: v for k, v in fields.items() if v is not None}
+
+
 class RunEventQuery(BaseModel):
     """Paging of ``GET /api/v1/runs/{event_id}/events``."""
 
@@ -350,6 +468,13 @@ class CreateResult(BaseModel):
     event_id: str
     run_id: str | None = None
     message: str | None = None
+
+
+class AgentRunResult(BaseModel):
+    """Answer to ``POST /api/agent-runs`` (HTTP 200)."""
+
+    status: Literal["created", "updated", "duplicate"]
+    run_id: str
 
 
 class UpdateResult(BaseModel):

@@ -332,6 +332,7 @@ def test_coalesce_merges_updates_into_the_pending_start_only_when_adjacent() -> 
 def test_qc_before_the_server_has_quality_scores_reports_through_on_error(
     shared_server: ServerProcess,
 ) -> None:
+    # The server now stores quality scores: the review arrives and nothing is rejected.
     errors: list[tuple[BaseException, Item | None]] = []
     with TelemetryClient(
         shared_server.url,
@@ -344,11 +345,29 @@ def test_qc_before_the_server_has_quality_scores_reports_through_on_error(
         sdk.qc(run.event_id, 4, notes="good")  # returns; never raises
         assert sdk.flush(10)
         stats = sdk.stats()
-    assert stats["rejected"] == 1
+    assert stats["rejected"] == 0
+    assert errors == []
+    response = httpx.get(f"{shared_server.url}/api/v1/runs/{run.event_id}/qc")
+    assert response.status_code == 200
+    [review] = response.json()
+    assert (review["score"], review["notes"], review["reviewer"]) == (4, "good", None)
+
+
+def test_qc_of_an_unknown_run_is_rejected_as_not_found(shared_server: ServerProcess) -> None:
+    errors: list[tuple[BaseException, Item | None]] = []
+    with TelemetryClient(
+        shared_server.url,
+        spool=False,
+        detect_git=False,
+        on_error=lambda e, i: errors.append((e, i)),
+    ) as sdk:
+        sdk.qc(str(uuid.uuid4()), 3)
+        assert sdk.flush(10)
     [(error, item)] = errors
     assert item is not None
     assert item.kind == "qc"
-    assert "not available" in str(error)
+    assert "Run not found" in str(error)
+    assert "not available" not in str(error)
 
 
 def test_runs_left_open_at_exit_are_delivered_by_the_atexit_hook(

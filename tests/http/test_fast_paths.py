@@ -5,8 +5,9 @@ one with ``TELEMETRY_FAST_PATHS=false`` (plain FastAPI routing), are sent the sa
 scripted scenario, one request per line of ``SCENARIO``. For every request both must
 answer the same status, the same headers (``date``/``server`` aside; a redirect's
 ``location`` without the server's own address) and the same body bytes; the only part of a
-body masked is a non-null ``updated_at``, the one server-chosen time in the scenario
-(every run sets its ``created_at``, every event its ``timestamp``). Each line also names
+body masked is a non-null ``updated_at`` and a QC review's ``created_at``, the
+server-chosen times in the scenario (every run sets its ``created_at``, every event its
+``timestamp``). Each line also names
 the status expected, and each listing the event_ids expected, so that no comparison
 passes by both sides failing alike.
 
@@ -71,6 +72,8 @@ SLOW = {"TELEMETRY_FAST_PATHS": "false"}
 
 UNSTABLE_HEADERS = frozenset({"date", "server"})
 SERVER_TIME = re.compile(rb'"updated_at":"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z"')
+# A QC review's created_at (the key after reviewer) is server time as well.
+QC_TIME = re.compile(rb'("reviewer":(?:null|"[^"]*"),"created_at":)"[^"]*"')
 NO_BODY = object()
 JSON_TYPE = "application/json"
 
@@ -289,6 +292,10 @@ def events(name: str, event_id: str, status: int, body: Any, headers: Any = None
     return Case(name, "POST", at(event_id, EV), status, body, headers)
 
 
+def review(name: str, event_id: str, status: int, body: Any, headers: Any = None) -> Case:
+    return Case(name, "POST", at(event_id, "qc"), status, body, headers)
+
+
 # fmt: off
 SCENARIO: tuple[Case, ...] = (
     # --- create ---
@@ -441,6 +448,23 @@ SCENARIO: tuple[Case, ...] = (
     get("events: after_id negative", at("fp-a", EV) + "?after_id=-1", 422),
     get("events: trailing slash", at("fp-a", EV) + "/", 307),
     Case("events: PATCH", "PATCH", at("fp-a", EV), 405, SUCCESS),
+    # --- QC reviews ---
+    review("qc: full", "fp-a", 201, {"score": 4, "notes": "ok ✓", "reviewer": "Zoë"}),
+    review("qc: score only", "fp-a", 201, {"score": 1, "extra": True}),
+    review("qc: unicode event_id", UNICODE_ID, 201, {"score": 5}),
+    review("qc: score 0", "fp-a", 422, {"score": 0}),
+    review("qc: score 6", "fp-a", 422, {"score": 6}),
+    review("qc: score 2.5", "fp-a", 422, {"score": 2.5}),
+    review("qc: score as a string", "fp-a", 422, {"score": "3"}),
+    review("qc: score true", "fp-a", 422, {"score": True}),
+    review("qc: missing run", "fp-missing", 404, {"score": 3}),
+    review("qc: bad JSON", "fp-a", 422, b"{"),
+    review("qc: text/plain", "fp-a", 415, {"score": 3}, TEXT),
+    get("qc: list", at("fp-a", "qc")),
+    get("qc: list, unicode event_id", at(UNICODE_ID, "qc")),
+    get("qc: list, none", at("fp-b", "qc")),
+    get("qc: list, missing run", at("fp-missing", "qc"), 404),
+    Case("qc: PATCH", "PATCH", at("fp-a", "qc"), 405, SUCCESS),
     # --- GET list ---
     get("list: everything", RUNS, ids=ALL),
     get("list: agent_name", q(agent_name="fp-alpha"), ids=ALPHA),
@@ -631,6 +655,7 @@ def guarded_answers(
 
 
 def masked(body: bytes) -> bytes:
+    body = QC_TIME.sub(rb'\1"<server time>"', body)
     return SERVER_TIME.sub(b'"updated_at":"<server time>"', body)
 
 

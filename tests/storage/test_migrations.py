@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from local_telemetry.storage.base import RUN_COLUMNS, AppendEvents, InsertRuns
+from local_telemetry.storage.base import QC_COLUMNS, RUN_COLUMNS, AddQc, AppendEvents, InsertRuns
 from local_telemetry.storage.migrations import sqlite as migrations
 from local_telemetry.storage.sqlite import SQLiteStore
 from local_telemetry.timestamps import normalize
@@ -67,7 +67,7 @@ def test_migration_2_adds_outcome_columns_and_the_events_table(version_1_databas
             "data",
         ]
         versions = [row[0] for row in conn.execute("SELECT version FROM local_telemetry_schema")]
-        assert versions == [1, 2]
+        assert versions == [1, 2, 3]
         plan = conn.execute(
             "EXPLAIN QUERY PLAN SELECT id FROM run_events"
             " WHERE event_id = ? AND id > ? ORDER BY id",
@@ -75,6 +75,37 @@ def test_migration_2_adds_outcome_columns_and_the_events_table(version_1_databas
         ).fetchall()
         assert "idx_run_events_run" in str(plan)
         assert "TEMP B-TREE" not in str(plan)  # no sort: the index gives id order
+
+
+def test_migration_3_adds_the_qc_table(version_1_database: Path) -> None:
+    store = SQLiteStore(version_1_database)
+    store.migrate()
+    try:
+        assert store.list_qc("old") == []
+        [review] = store.apply([AddQc("old", {"score": 5, "notes": None, "reviewer": "r"})])
+        assert store.list_qc("old") == [review]
+    finally:
+        store.close()
+    with closing(sqlite3.connect(version_1_database, isolation_level=None)) as conn:
+        assert columns(conn, "agent_qc") == list(QC_COLUMNS)
+        plan = conn.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM agent_qc WHERE event_id = ? ORDER BY id", ("old",)
+        ).fetchall()
+        assert "idx_agent_qc_run" in str(plan)
+        assert "TEMP B-TREE" not in str(plan)
+        for score in (0, 6):
+            with pytest.raises(sqlite3.IntegrityError):
+                conn.execute(
+                    "INSERT INTO agent_qc (event_id, score, created_at) VALUES ('old', ?, 'x')",
+                    (score,),
+                )
+        conn.execute("PRAGMA foreign_keys = ON")
+        with pytest.raises(sqlite3.IntegrityError):
+            conn.execute(
+                "INSERT INTO agent_qc (event_id, score, created_at) VALUES ('nope', 3, 'x')"
+            )
+        conn.execute("DELETE FROM agent_runs WHERE event_id = 'old'")
+        assert conn.execute("SELECT COUNT(*) FROM agent_qc").fetchone() == (0,)
 
 
 def test_deleting_a_run_deletes_its_events(tmp_path: Path) -> None:

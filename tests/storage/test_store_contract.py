@@ -16,11 +16,16 @@ import pytest
 
 from local_telemetry.storage.base import (
     EVENT_COLUMNS,
+    QC_COLUMNS,
+    AddQc,
     AppendEvents,
+    EndsBeforeStart,
     InsertRuns,
+    RunConflict,
     RunFilter,
     Store,
     UpdateRun,
+    UpsertAgentRun,
 )
 from local_telemetry.storage.sqlite import SQLiteStore
 from local_telemetry.timestamps import normalize, to_stored
@@ -463,3 +468,159 @@ def test_recent_counts_equal_a_row_by_row_count_for_any_window(store: Store) -> 
     for since, until in windows:
         expected = sum(1 for t in stamps if since < t <= until)
         assert store.run_counts(to_stored(since), to_stored(until))[2] == expected, (since, until)
+
+
+# ----- agent runs (UpsertAgentRun) and QC reviews (AddQc) -----
+
+T0 = normalize("2026-01-12T10:00:00Z")
+T1 = normalize("2026-01-12T10:01:30.250Z")
+
+
+def start(**fields: Any) -> dict[str, Any]:
+    return {"agent_name": "agent-q", "start_time": T0, **fields}
+
+
+def ended(**fields: Any) -> dict[str, Any]:
+    return start(end_time=T1, resolution="resolved", status="success", **fields)
+
+
+ON_CREATE = {"job_type": "agent_run", "start_time": normalize("2026-01-12T09:00:00Z")}
+
+
+def upsert(store: Store, fields: dict[str, Any], *qc: dict[str, Any]) -> Any:
+    [result] = store.apply([UpsertAgentRun("u1", fields, ON_CREATE, list(qc))])
+    return result
+
+
+def test_upsert_creates_then_reports_duplicate(store: Store) -> None:
+    assert upsert(store, start(tokens_input=3, context_json={"k": [1]})) == "created"
+    first = store.get_run("u1")
+    assert upsert(store, start(tokens_input=3, context_json={"k": [1]})) == "duplicate"
+    assert store.get_run("u1") == first
+    assert first is not None
+    assert (first["run_id"], first["job_type"], first["status"]) == ("u1", "agent_run", "running")
+    assert (first["start_time"], first["tokens_input"]) == (T0, 3)
+    assert first["context_json"] == {"k": [1]}
+    window = (normalize("2000-01-01T00:00:00Z"), normalize("2100-01-01T00:00:00Z"))
+    assert store.run_counts(*window)[1] == {"agent-q": 1}
+
+
+def test_upsert_uses_on_create_values_only_for_a_new_run(store: Store) -> None:
+    assert upsert(store, {"agent_name": "agent-q"}) == "created"
+    stored = store.get_run("u1")
+    assert stored is not None
+    assert stored["start_time"] == ON_CREATE["start_time"]
+
+
+def test_upsert_ends_a_running_run(store: Store) -> None:
+    upsert(store, start())
+    assert upsert(store, ended(cost_usd=0.5)) == "updated"
+    stored = store.get_run("u1")
+    assert stored is not None
+    assert (stored["status"], stored["resolution"], stored["end_time"]) == (
+        "success",
+        "resolved",
+        T1,
+    )
+    assert (stored["duration_ms"], stored["cost_usd"]) == (90_250, 0.5)
+    assert stored["updated_at"] is not None
+    assert upsert(store, ended(cost_usd=0.5)) == "duplicate"
+
+
+def test_upsert_refuses_to_contradict_an_ended_run(store: Store) -> None:
+    upsert(store, ended(tokens_output=4, context_json={"a": 1}))
+    before = store.get_run("u1")
+    for change in (
+        {"end_time": T0},
+        {"resolution": "failed", "status": "failure"},
+        {"tokens_output": 5},
+        {"start_time": normalize("2026-01-12T09:59:00Z")},
+        {"context_json": {"a": 2}},
+        {"agent_name": "agent-other"},
+    ):
+        result = upsert(store, {**ended(tokens_output=4), **change}, {"score": 3})
+        assert isinstance(result, RunConflict), change
+    assert store.get_run("u1") == before
+    assert store.list_qc("u1") == []
+    assert upsert(store, ended(tokens_input=1, context_json={"b": 2})) == "updated"
+    after = store.get_run("u1")
+    assert after is not None
+    assert (after["tokens_input"], after["context_json"]) == (1, {"a": 1, "b": 2})
+
+
+def test_upsert_refuses_an_end_before_the_stored_start(store: Store) -> None:
+    upsert(store, start())
+    early = normalize("2026-01-12T09:59:59Z")
+    result = upsert(store, {"agent_name": "agent-q", "end_time": early, "status": "success"})
+    assert isinstance(result, EndsBeforeStart)
+    [created] = store.apply(
+        [UpsertAgentRun("u2", {"agent_name": "a", "start_time": T1, "end_time": T0}, ON_CREATE)]
+    )
+    assert isinstance(created, EndsBeforeStart)
+    assert store.get_run("u2") is None
+    stored = store.get_run("u1")
+    assert stored is not None
+    assert stored["end_time"] is None
+
+
+def test_upsert_stores_new_reviews_only(store: Store) -> None:
+    assert upsert(store, start(), {"score": 5, "notes": "n", "reviewer": "r"}) == "created"
+    assert upsert(store, start(), {"score": 5, "notes": "n", "reviewer": "r"}) == "duplicate"
+    assert upsert(store, start(), {"score": 5, "notes": "n", "reviewer": "r"}, {"score": 2}) == (
+        "updated"
+    )
+    reviews = store.list_qc("u1")
+    assert reviews is not None
+    assert [(r["score"], r["notes"], r["reviewer"]) for r in reviews] == [
+        (5, "n", "r"),
+        (2, None, None),
+    ]
+
+
+def test_a_failing_upsert_stores_nothing_of_itself_only(store: Store) -> None:
+    results = store.apply(
+        [
+            UpsertAgentRun("u1", start(), ON_CREATE, [{"score": 1}, {"score": 9}]),
+            UpsertAgentRun("u2", start(), ON_CREATE, [{"score": 4}]),
+        ]
+    )
+    assert isinstance(results[0], Exception)
+    assert results[1] == "created"
+    assert store.get_run("u1") is None
+    assert store.list_qc("u2") is not None
+    window = (normalize("2000-01-01T00:00:00Z"), normalize("2100-01-01T00:00:00Z"))
+    assert store.run_counts(*window)[0] == 1
+
+
+def test_concurrent_upserts_in_one_group_create_once(store: Store) -> None:
+    ops = [UpsertAgentRun("u1", ended(), ON_CREATE) for _ in range(5)]
+    assert store.apply(ops) == ["created"] + ["duplicate"] * 4
+
+
+def test_qc_reviews_are_added_and_listed_in_order(store: Store) -> None:
+    store.apply([InsertRuns([row("r1")])])
+    first, second = store.apply(
+        [AddQc("r1", {"score": 4, "notes": "ok", "reviewer": "ana"}), AddQc("r1", {"score": 2})]
+    )
+    assert list(first) == list(QC_COLUMNS)
+    assert (first["event_id"], first["score"], first["notes"], first["reviewer"]) == (
+        "r1",
+        4,
+        "ok",
+        "ana",
+    )
+    assert (second["notes"], second["reviewer"]) == (None, None)
+    assert first["id"] < second["id"]
+    assert store.list_qc("r1") == [first, second]
+
+
+def test_qc_of_an_unknown_run(store: Store) -> None:
+    assert store.apply([AddQc("nope", {"score": 3})]) == [None]
+    assert store.list_qc("nope") is None
+
+
+def test_qc_score_out_of_range_is_refused_by_the_store(store: Store) -> None:
+    store.apply([InsertRuns([row("r1")])])
+    [result] = store.apply([AddQc("r1", {"score": 6})])
+    assert isinstance(result, Exception)
+    assert store.list_qc("r1") == []

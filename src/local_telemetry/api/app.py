@@ -12,7 +12,7 @@ from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp
 
 from local_telemetry import API_VERSION, __version__
-from local_telemetry.api import runs, system
+from local_telemetry.api import agent_runs, runs, system
 from local_telemetry.api.deps import AppState
 from local_telemetry.api.errors import install_error_handlers
 from local_telemetry.api.fastpath import FastPaths
@@ -20,14 +20,21 @@ from local_telemetry.api.metadata_cache import MetadataCache
 from local_telemetry.api.security import BearerAuth, RateLimiter
 from local_telemetry.config import Settings
 from local_telemetry.ingest import GroupCommitWriter
-from local_telemetry.schemas import CommitAssociation, RunCreate, RunEventCreate, RunUpdate
+from local_telemetry.schemas import (
+    AgentRunPost,
+    CommitAssociation,
+    QcCreate,
+    RunCreate,
+    RunEventCreate,
+    RunUpdate,
+)
 from local_telemetry.storage.base import Store
 from local_telemetry.storage.sqlite import SQLiteStore
 
 log = logging.getLogger("local_telemetry")
 
 # Models documented as request bodies (handlers parse bodies themselves; see api/http.py).
-BODY_MODELS = (RunCreate, RunUpdate, CommitAssociation, RunEventCreate)
+BODY_MODELS = (RunCreate, RunUpdate, CommitAssociation, RunEventCreate, QcCreate, AgentRunPost)
 
 
 def open_store(settings: Settings) -> Store:
@@ -124,5 +131,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(system.router)
     app.include_router(runs.router)
+    app.include_router(agent_runs.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

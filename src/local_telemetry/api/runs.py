@@ -27,6 +27,8 @@ from local_telemetry.schemas import (
     CommitUrl,
     CreateResult,
     EventsResult,
+    QcCreate,
+    QcPublic,
     RepoUrl,
     RunCreate,
     RunEventCreate,
@@ -38,6 +40,7 @@ from local_telemetry.schemas import (
     UpdateResult,
 )
 from local_telemetry.storage.base import (
+    AddQc,
     AppendEvents,
     InsertRuns,
     RunFilter,
@@ -52,7 +55,7 @@ Reply = tuple[int, Any]
 # ----- handlers -----
 
 
-async def _write(app_state: AppState, op: WriteOp) -> Any:
+async def submit_write(app_state: AppState, op: WriteOp) -> Any:
     try:
         return await app_state.writer.submit(op)
     except WriterBusy:
@@ -92,7 +95,7 @@ async def create_run(app_state: AppState, incoming: Incoming) -> Reply:
     """Store a new run; a repeated ``event_id`` answers 201 ``duplicate``, changes nothing."""
     data = await incoming.json(app_state.settings.max_run_body_bytes)
     run = validate(RunCreate, data)
-    created = await _write(app_state, InsertRuns([run.to_row()]))
+    created = await submit_write(app_state, InsertRuns([run.to_row()]))
     app_state.metadata.observe(run.agent_name, run.job_type)
     if created == 1:
         return 201, {"status": "created", "event_id": run.event_id, "run_id": run.run_id}
@@ -134,7 +137,7 @@ async def create_runs_batch(app_state: AppState, incoming: Incoming) -> Reply:
             rows.append(RunCreate.model_validate(item).to_row())
         except ValidationError as exc:
             errors.append(_batch_item_error(index, item, exc))
-    inserted: int = await _write(app_state, InsertRuns(rows)) if rows else 0
+    inserted: int = await submit_write(app_state, InsertRuns(rows)) if rows else 0
     for row in rows:
         app_state.metadata.observe(row["agent_name"], row["job_type"])
     return 200, {
@@ -177,7 +180,7 @@ async def update_run(app_state: AppState, incoming: Incoming, event_id: str) -> 
                 for k in cleared
             ],
         )
-    if await _write(app_state, UpdateRun(event_id, changes)) is None:
+    if await submit_write(app_state, UpdateRun(event_id, changes)) is None:
         raise ApiError(404, f"Run not found: {event_id}")
     return 200, {"event_id": event_id, "updated": True, "fields_updated": list(changes)}
 
@@ -186,7 +189,7 @@ async def associate_commit(app_state: AppState, incoming: Incoming, event_id: st
     """Set the run's commit hash, source, author and timestamp."""
     data = await incoming.json(app_state.settings.max_run_body_bytes)
     commit = validate(CommitAssociation, data)
-    run_id = await _write(app_state, UpdateRun(event_id, commit.changes()))
+    run_id = await submit_write(app_state, UpdateRun(event_id, commit.changes()))
     if run_id is None:
         raise ApiError(404, f"Run not found: {event_id}")
     return 200, {
@@ -238,7 +241,7 @@ async def append_events(app_state: AppState, incoming: Incoming, event_id: str) 
     """Store one event or an array of events on the run: all of them, or none."""
     data = await incoming.json(app_state.settings.max_batch_body_bytes)
     events = _valid_events(data)
-    inserted = await _write(app_state, AppendEvents(event_id, events))
+    inserted = await submit_write(app_state, AppendEvents(event_id, events))
     if inserted is None:
         raise ApiError(404, f"Run not found: {event_id}")
     return 201, {"event_id": event_id, "inserted": inserted}
@@ -255,6 +258,24 @@ async def list_events(app_state: AppState, incoming: Incoming, event_id: str) ->
     return 200, events
 
 
+async def add_qc(app_state: AppState, incoming: Incoming, event_id: str) -> Reply:
+    """Store one QC review of the run; answer 201 with the stored review."""
+    data = await incoming.json(app_state.settings.max_run_body_bytes)
+    review = validate(QcCreate, data).to_row()
+    stored = await submit_write(app_state, AddQc(event_id, review))
+    if stored is None:
+        raise ApiError(404, f"Run not found: {event_id}")
+    return 201, stored
+
+
+async def list_qc(app_state: AppState, incoming: Incoming, event_id: str) -> Reply:
+    """The run's QC reviews, oldest first."""
+    reviews = await app_state.read(app_state.store.list_qc, event_id)
+    if reviews is None:
+        raise ApiError(404, f"Run not found: {event_id}")
+    return 200, reviews
+
+
 # ----- FastAPI routes: OpenAPI documentation and the path when fast paths are off -----
 
 router = APIRouter(prefix="/api/v1/runs", tags=["runs"])
@@ -262,11 +283,11 @@ router = APIRouter(prefix="/api/v1/runs", tags=["runs"])
 NOT_FOUND = {"description": "No run with this event_id", "content": {"application/json": {}}}
 
 
-def _body_schema(schema: dict[str, Any]) -> dict[str, Any]:
+def body_schema(schema: dict[str, Any]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
-def _ref(model: type[Any]) -> dict[str, str]:
+def schema_ref(model: type[Any]) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
@@ -292,7 +313,7 @@ def incoming(request: Request) -> Incoming:
     )
 
 
-def _reply(reply: Reply) -> JSONBody:
+def json_reply(reply: Reply) -> JSONBody:
     status, body = reply
     return JSONBody(body, status_code=status)
 
@@ -307,11 +328,11 @@ RunHandler = Callable[[AppState, Incoming, str], Awaitable[Reply]]
     summary="Create a run (idempotent on event_id)",
     response_model=None,
     responses={201: {"model": CreateResult}},
-    openapi_extra=_body_schema(_ref(RunCreate)),
+    openapi_extra=body_schema(schema_ref(RunCreate)),
 )
 async def create_run_route(request: Request) -> JSONBody:
     """Store a new run; a repeated ``event_id`` answers 201 ``duplicate``, changes nothing."""
-    return _reply(await create_run(state(request), incoming(request)))
+    return json_reply(await create_run(state(request), incoming(request)))
 
 
 @router.post(
@@ -319,11 +340,11 @@ async def create_run_route(request: Request) -> JSONBody:
     summary="Create many runs",
     response_model=None,
     responses={200: {"model": BatchResult}},
-    openapi_extra=_body_schema({"type": "array", "items": _ref(RunCreate)}),
+    openapi_extra=body_schema({"type": "array", "items": schema_ref(RunCreate)}),
 )
 async def create_runs_batch_route(request: Request) -> JSONBody:
     """Store every valid run of a JSON array; report duplicates and per-item errors."""
-    return _reply(await create_runs_batch(state(request), incoming(request)))
+    return json_reply(await create_runs_batch(state(request), incoming(request)))
 
 
 @router.get(
@@ -339,7 +360,7 @@ async def list_runs_route(request: Request) -> JSONBody:
     ``status`` accepts canonical values and aliases; ``created_before``/``created_after``
     are exclusive, ``start_time_from``/``start_time_to`` inclusive; all compare instants.
     """
-    return _reply(await list_runs(state(request), incoming(request)))
+    return json_reply(await list_runs(state(request), incoming(request)))
 
 
 @router.get(
@@ -350,7 +371,7 @@ async def list_runs_route(request: Request) -> JSONBody:
 )
 async def get_run_route(request: Request, event_id: str) -> JSONBody:
     """The run with this ``event_id``."""
-    return _reply(await get_run(state(request), incoming(request), event_id))
+    return json_reply(await get_run(state(request), incoming(request), event_id))
 
 
 @router.patch(
@@ -358,11 +379,11 @@ async def get_run_route(request: Request, event_id: str) -> JSONBody:
     summary="Update a run",
     response_model=None,
     responses={200: {"model": UpdateResult}, 404: NOT_FOUND},
-    openapi_extra=_body_schema(_ref(RunUpdate)),
+    openapi_extra=body_schema(schema_ref(RunUpdate)),
 )
 async def update_run_route(request: Request, event_id: str) -> JSONBody:
     """Change the fields sent (canonical statuses only); answer which fields changed."""
-    return _reply(await update_run(state(request), incoming(request), event_id))
+    return json_reply(await update_run(state(request), incoming(request), event_id))
 
 
 @router.post(
@@ -370,11 +391,11 @@ async def update_run_route(request: Request, event_id: str) -> JSONBody:
     summary="Link a git commit to a run",
     response_model=None,
     responses={200: {"model": CommitResult}, 404: NOT_FOUND},
-    openapi_extra=_body_schema(_ref(CommitAssociation)),
+    openapi_extra=body_schema(schema_ref(CommitAssociation)),
 )
 async def associate_commit_route(request: Request, event_id: str) -> JSONBody:
     """Set the run's commit hash, source, author and timestamp."""
-    return _reply(await associate_commit(state(request), incoming(request), event_id))
+    return json_reply(await associate_commit(state(request), incoming(request), event_id))
 
 
 @router.get(
@@ -385,7 +406,7 @@ async def associate_commit_route(request: Request, event_id: str) -> JSONBody:
 )
 async def get_commit_url_route(request: Request, event_id: str) -> JSONBody:
     """``{"commit_url": ...}``; null when repo, hash or platform is unknown."""
-    return _reply(await get_commit_url(state(request), incoming(request), event_id))
+    return json_reply(await get_commit_url(state(request), incoming(request), event_id))
 
 
 @router.get(
@@ -396,7 +417,7 @@ async def get_commit_url_route(request: Request, event_id: str) -> JSONBody:
 )
 async def get_repo_url_route(request: Request, event_id: str) -> JSONBody:
     """``{"repo_url": ...}``; null when the repository or its host is unknown."""
-    return _reply(await get_repo_url(state(request), incoming(request), event_id))
+    return json_reply(await get_repo_url(state(request), incoming(request), event_id))
 
 
 @router.post(
@@ -405,11 +426,11 @@ async def get_repo_url_route(request: Request, event_id: str) -> JSONBody:
     summary="Append events (log lines) to a run",
     response_model=None,
     responses={201: {"model": EventsResult}, 404: NOT_FOUND},
-    openapi_extra=_body_schema(
+    openapi_extra=body_schema(
         {
             "oneOf": [
-                _ref(RunEventCreate),
-                {"type": "array", "items": _ref(RunEventCreate), "maxItems": 1000},
+                schema_ref(RunEventCreate),
+                {"type": "array", "items": schema_ref(RunEventCreate), "maxItems": 1000},
             ]
         }
     ),
@@ -417,7 +438,7 @@ async def get_repo_url_route(request: Request, event_id: str) -> JSONBody:
 async def append_events_route(request: Request, event_id: str) -> JSONBody:
     """Store one event or an array of at most 1,000: all of them, or none (422 naming the
     index of each bad item). ``level`` defaults to ``info``, ``timestamp`` to now."""
-    return _reply(await append_events(state(request), incoming(request), event_id))
+    return json_reply(await append_events(state(request), incoming(request), event_id))
 
 
 @router.get(
@@ -429,7 +450,32 @@ async def append_events_route(request: Request, event_id: str) -> JSONBody:
 )
 async def list_events_route(request: Request, event_id: str) -> JSONBody:
     """The run's events in the order received; page with ``after_id`` = the last ``id``."""
-    return _reply(await list_events(state(request), incoming(request), event_id))
+    return json_reply(await list_events(state(request), incoming(request), event_id))
+
+
+@router.post(
+    "/{event_id}/qc",
+    status_code=201,
+    summary="Add a QC review (score 1-5) to a run",
+    response_model=None,
+    responses={201: {"model": QcPublic}, 404: NOT_FOUND},
+    openapi_extra=body_schema(schema_ref(QcCreate)),
+)
+async def add_qc_route(request: Request, event_id: str) -> JSONBody:
+    """Store one review: ``score`` a JSON integer 1..5, optional ``notes`` and ``reviewer``.
+    A run may have any number of reviews."""
+    return json_reply(await add_qc(state(request), incoming(request), event_id))
+
+
+@router.get(
+    "/{event_id}/qc",
+    summary="List a run's QC reviews, oldest first",
+    response_model=None,
+    responses={200: {"model": list[QcPublic]}, 404: NOT_FOUND},
+)
+async def list_qc_route(request: Request, event_id: str) -> JSONBody:
+    """The run's QC reviews in the order received."""
+    return json_reply(await list_qc(state(request), incoming(request), event_id))
 
 
 # The fast path's dispatch tables: (method) -> handler, for the collection and one run.
@@ -446,4 +492,6 @@ RUN_HANDLERS: dict[tuple[str, str], RunHandler] = {
     ("GET", "repo-url"): get_repo_url,
     ("POST", "events"): append_events,
     ("GET", "events"): list_events,
+    ("POST", "qc"): add_qc,
+    ("GET", "qc"): list_qc,
 }

@@ -413,7 +413,9 @@ class Delivery:
             raise _Transient(f"HTTP {status}", _retry_after(response))
         if status >= 400:
             message = _server_message(response)
-            if first.kind == "qc" and status in (404, 405):
+            # A server without QC endpoints answers 405, or 404 without "Run not found".
+            no_qc = status == 405 or (status == 404 and "Run not found" not in message)
+            if first.kind == "qc" and no_qc:
                 message = "quality scores are not available on this server yet: " + message
             log.warning("telemetry %s for %s rejected: %s", first.kind, first.event_id, message)
             for item in group:

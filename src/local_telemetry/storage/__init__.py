@@ -1,12 +1,23 @@
 """Storage backends behind the :class:`~local_telemetry.storage.base.Store` protocol."""
 
 from local_telemetry.storage.base import (
+    AddQc,
     AppendEvents,
     InsertRuns,
     RunFilter,
     Store,
     UpdateRun,
+    UpsertAgentRun,
     WriteOp,
 )
 
-__all__ = ["AppendEvents", "InsertRuns", "RunFilter", "Store", "UpdateRun", "WriteOp"]
+__all__ = [
+    "AddQc",
+    "AppendEvents",
+    "InsertRuns",
+    "RunFilter",
+    "Store",
+    "UpdateRun",
+    "UpsertAgentRun",
+    "WriteOp",
+]

@@ -78,6 +78,27 @@ NULLABLE_BOOL_COLUMNS: frozenset[str] = frozenset({"self_corrected"})
 REAL_COLUMNS: frozenset[str] = frozenset({"cost_usd"})
 EVENT_COLUMNS: tuple[str, ...] = ("id", "event_id", "timestamp", "level", "message", "data")
 """Fields of a run event, in the order the API returns them."""
+QC_COLUMNS: tuple[str, ...] = ("id", "event_id", "score", "notes", "reviewer", "created_at")
+"""Fields of a QC review, in the order the API returns them."""
+# Outcome columns an agent run reports. Once a run has ended (end_time set), a stored
+# non-null value of these (or of end_time) cannot be changed by another post.
+AGENT_OUTCOME_COLUMNS: tuple[str, ...] = (
+    "resolution",
+    "input_kind",
+    "self_corrected",
+    "tokens_input",
+    "tokens_output",
+    "cost_usd",
+    "sla_target_seconds",
+)
+
+
+class RunConflict(ValueError):
+    """A write contradicts what the stored run already says (answered 409)."""
+
+
+class EndsBeforeStart(ValueError):
+    """A run's end time would lie before its start time (answered 422)."""
 
 
 @dataclass(frozen=True)
@@ -115,7 +136,47 @@ class AppendEvents:
     events: Sequence[dict[str, Any]]
 
 
-WriteOp = InsertRuns | UpdateRun | AppendEvents
+@dataclass(frozen=True)
+class UpsertAgentRun:
+    """Create or complete the agent run ``event_id`` (also its ``run_id``), with QC reviews.
+
+    ``fields`` are the columns the client sent (absent: not sent): ``agent_name``,
+    ``job_type``, ``start_time``, ``end_time``, ``status`` (only with ``end_time``),
+    ``context_json`` and any of ``AGENT_OUTCOME_COLUMNS``. ``on_create`` holds values used
+    only when the run is new (``job_type``, ``start_time`` defaults). ``qc`` are reviews
+    (``score``, ``notes``, ``reviewer``); one equal to a stored review of the run is not
+    stored again, so a resent post changes nothing.
+
+    Rules, for an existing run: ``agent_name``, ``job_type`` and ``start_time`` must equal
+    the stored ones; while the run has not ended, sent outcome fields overwrite; once it
+    has ended, a sent ``end_time``, outcome field or ``context_json`` key that differs from
+    a stored non-null value is a :class:`RunConflict` (nulls may be filled in). An
+    ``end_time`` before the start is :class:`EndsBeforeStart`. When ``end_time`` is set,
+    ``status`` is set with it and ``duration_ms`` becomes end minus start.
+
+    Result: ``"created"``, ``"updated"`` or ``"duplicate"`` (nothing changed); on an
+    exception nothing of the operation is stored.
+    """
+
+    event_id: str
+    fields: dict[str, Any]
+    on_create: dict[str, Any] = field(default_factory=dict)
+    qc: Sequence[dict[str, Any]] = ()
+
+
+@dataclass(frozen=True)
+class AddQc:
+    """Store one QC review (``score``, ``notes``, ``reviewer``) of the run ``event_id``.
+
+    Result: the stored review as a dict of ``QC_COLUMNS``, or ``None`` when no such run
+    exists (then nothing is stored).
+    """
+
+    event_id: str
+    review: dict[str, Any]
+
+
+WriteOp = InsertRuns | UpdateRun | AppendEvents | UpsertAgentRun | AddQc
 
 RunJSON = tuple[str, str | None, str | None]
 """A run serialized by the store: (JSON object text, git_repo, git_commit_hash)."""
@@ -182,6 +243,10 @@ class Store(Protocol):
         """Events of the run with ``id > after_id``, oldest (lowest ``id``) first, at most
         ``limit``; each a dict of ``EVENT_COLUMNS`` with ``data`` decoded. ``None`` when
         no such run exists."""
+
+    def list_qc(self, event_id: str) -> list[dict[str, Any]] | None:
+        """QC reviews of the run, oldest (lowest ``id``) first, each a dict of
+        ``QC_COLUMNS``. ``None`` when no such run exists."""
 
     def distinct_values(self) -> tuple[list[str], list[str]]:
         """Sorted distinct agent names and job types."""

@@ -20,22 +20,28 @@ from typing import Any
 import orjson
 
 from local_telemetry.storage.base import (
+    AGENT_OUTCOME_COLUMNS,
     BOOL_COLUMNS,
     EVENT_COLUMNS,
     JSON_COLUMNS,
     NULLABLE_BOOL_COLUMNS,
+    QC_COLUMNS,
     REAL_COLUMNS,
     RUN_COLUMNS,
+    AddQc,
     AppendEvents,
+    EndsBeforeStart,
     InsertRuns,
+    RunConflict,
     RunFilter,
     RunJSON,
     StoreInfo,
     UpdateRun,
+    UpsertAgentRun,
     WriteOp,
 )
 from local_telemetry.storage.migrations import sqlite as migrations
-from local_telemetry.timestamps import now_stored
+from local_telemetry.timestamps import TimestampError, now_stored, parse_instant
 
 WRITER_CACHE_KIB = 64 * 1024
 INSERT_COLUMNS: tuple[str, ...] = tuple(c for c in RUN_COLUMNS if c != "updated_at")
@@ -75,6 +81,23 @@ _EVENT_SELECT = f"SELECT {', '.join(EVENT_COLUMNS)} FROM run_events"
 _EVENT_INSERT_SQL = (
     "INSERT INTO run_events (event_id, timestamp, level, message, data) VALUES (?, ?, ?, ?, ?)"
 )
+_QC_SELECT = f"SELECT {', '.join(QC_COLUMNS)} FROM agent_qc"
+_QC_INSERT_SQL = (
+    "INSERT INTO agent_qc (event_id, score, notes, reviewer, created_at) "
+    f"VALUES (?, ?, ?, ?, ?) RETURNING {', '.join(QC_COLUMNS)}"
+)
+# What an agent-run post is compared with: identity, times, outcome and metadata.
+_AGENT_RUN_COLUMNS: tuple[str, ...] = (
+    "agent_name",
+    "job_type",
+    "start_time",
+    "end_time",
+    "context_json",
+    *AGENT_OUTCOME_COLUMNS,
+)
+_AGENT_RUN_SELECT = f"SELECT {', '.join(_AGENT_RUN_COLUMNS)} FROM agent_runs WHERE event_id = ?"
+# A run belongs to one agent: another agent_name or job_type is always a conflict.
+_IDENTITY_COLUMNS = ("agent_name", "job_type")
 
 # SQL function (registered on every connection) writing a number as orjson does. SQLite's
 # own JSON text for a REAL keeps 15 significant digits (0.1 + 0.2 would come back as 0.3,
@@ -251,6 +274,125 @@ def decode_event(row: Sequence[Any]) -> dict[str, Any]:
     return event
 
 
+def _duration_ms(start: str, end: str) -> int | None:
+    """Milliseconds from ``start`` to ``end``; ``None`` if either is not a timestamp
+    (text adopted from an older database)."""
+    try:
+        return (parse_instant(end) - parse_instant(start)) // timedelta(milliseconds=1)
+    except (TimestampError, ValueError):
+        return None
+
+
+def _insert_reviews(
+    conn: sqlite3.Connection, event_id: str, reviews: Sequence[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    now = now_stored()
+    stored: list[dict[str, Any]] = []
+    for review in reviews:
+        values = (event_id, review["score"], review.get("notes"), review.get("reviewer"), now)
+        row = conn.execute(_QC_INSERT_SQL, values).fetchone()
+        stored.append(dict(zip(QC_COLUMNS, row, strict=True)))
+    return stored
+
+
+def _new_reviews(
+    conn: sqlite3.Connection, event_id: str, reviews: Sequence[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The reviews not already stored for the run (same score, notes and reviewer)."""
+    if not reviews:
+        return []
+    known = set(
+        conn.execute(
+            "SELECT score, notes, reviewer FROM agent_qc WHERE event_id = ?", (event_id,)
+        ).fetchall()
+    )
+    return [
+        review
+        for review in reviews
+        if (review["score"], review.get("notes"), review.get("reviewer")) not in known
+    ]
+
+
+def _merged_context(run_id: str, stored: Any, sent: dict[str, Any], ended: bool) -> Any:
+    """``context_json`` after a post's metadata: keys added or (while running) replaced;
+    ``None`` when nothing changes."""
+    current: Any = None
+    if stored is not None:
+        try:
+            current = orjson.loads(stored)
+        except orjson.JSONDecodeError:
+            current = stored  # text adopted from an older database
+    if not isinstance(current, dict):
+        if current is not None and ended:
+            raise RunConflict(f"Run {run_id} has ended; its metadata cannot be replaced")
+        return sent
+    if ended:
+        changed = sorted(k for k, v in sent.items() if k in current and current[k] != v)
+        if changed:
+            raise RunConflict(
+                f"Run {run_id} has ended with other metadata values for: {', '.join(changed)}"
+            )
+    merged = {**current, **sent}
+    return None if merged == current else merged
+
+
+def _upsert_agent_run(conn: sqlite3.Connection, op: UpsertAgentRun, counts: _NewRunCounts) -> str:
+    """Apply :class:`UpsertAgentRun` (its rules are documented there)."""
+    run_id, fields = op.event_id, op.fields
+    found = conn.execute(_AGENT_RUN_SELECT, (run_id,)).fetchone()
+    if found is None:
+        row = {**op.on_create, **fields, "event_id": run_id, "run_id": run_id}
+        end = row.get("end_time")
+        if end is not None:
+            if end < row["start_time"]:  # stored form: text order is time order
+                raise EndsBeforeStart("ended_at must not be before started_at")
+            row["duration_ms"] = _duration_ms(row["start_time"], end)
+        pending = _NewRunCounts()
+        _insert_rows(conn, [row], pending)
+        _insert_reviews(conn, run_id, op.qc)
+        counts.add(pending)
+        return "created"
+    run = dict(zip(_AGENT_RUN_COLUMNS, found, strict=True))
+    ended = run["end_time"] is not None
+    for column in _IDENTITY_COLUMNS:
+        if column in fields and fields[column] != run[column]:
+            raise RunConflict(
+                f"Run {run_id} is stored with {column} {run[column]!r}, not {fields[column]!r}"
+            )
+    changes: dict[str, Any] = {}
+    for column in ("start_time", "end_time", *AGENT_OUTCOME_COLUMNS):
+        if column not in fields:
+            continue
+        current = run[column]
+        if encode_value(column, fields[column]) == current:
+            continue
+        if ended and current is not None:
+            name = {"start_time": "started_at", "end_time": "ended_at"}.get(column, column)
+            raise RunConflict(f"Run {run_id} has ended with another {name}: {current!r}")
+        changes[column] = fields[column]
+    if "context_json" in fields:
+        merged = _merged_context(run_id, run["context_json"], fields["context_json"], ended)
+        if merged is not None:
+            changes["context_json"] = merged
+    start = changes.get("start_time", run["start_time"])
+    end = changes.get("end_time", run["end_time"])
+    if end is not None and ("start_time" in changes or "end_time" in changes):
+        if end < start:
+            raise EndsBeforeStart(f"ended_at must not be before started_at ({start})")
+        duration = _duration_ms(start, end)
+        if duration is not None:
+            changes["duration_ms"] = duration
+    if "status" in fields and ("end_time" in changes or "resolution" in changes):
+        changes["status"] = fields["status"]
+    reviews = _new_reviews(conn, run_id, op.qc)
+    if not changes and not reviews:
+        return "duplicate"
+    if changes:
+        SQLiteStore._update(conn, UpdateRun(run_id, changes))
+    _insert_reviews(conn, run_id, reviews)
+    return "updated"
+
+
 class SQLiteStore:
     """:class:`~local_telemetry.storage.base.Store` on one SQLite file."""
 
@@ -333,6 +475,14 @@ class SQLiteStore:
                     results.append(self._append_events_or_error(conn, op))
                     index += 1
                     continue
+                if isinstance(op, UpsertAgentRun):
+                    results.append(self._upsert_agent_run_or_error(conn, op, counts))
+                    index += 1
+                    continue
+                if isinstance(op, AddQc):
+                    results.append(self._add_qc_or_error(conn, op))
+                    index += 1
+                    continue
                 inserts: list[InsertRuns] = []
                 while index < len(ops):
                     following = ops[index]
@@ -380,6 +530,33 @@ class SQLiteStore:
             return exc
         conn.execute("RELEASE events")
         return len(rows)
+
+    @staticmethod
+    def _upsert_agent_run_or_error(
+        conn: sqlite3.Connection, op: UpsertAgentRun, counts: _NewRunCounts
+    ) -> Any:
+        """The run and its reviews in a savepoint: all of the operation, or none of it."""
+        conn.execute("SAVEPOINT agent_run")
+        try:
+            result = _upsert_agent_run(conn, op, counts)
+        except (sqlite3.IntegrityError, ValueError, TypeError, KeyError) as exc:
+            conn.execute("ROLLBACK TO agent_run")
+            conn.execute("RELEASE agent_run")
+            return exc
+        conn.execute("RELEASE agent_run")
+        return result
+
+    @staticmethod
+    def _add_qc_or_error(conn: sqlite3.Connection, op: AddQc) -> Any:
+        """The stored review; ``None`` when the run does not exist."""
+        found = conn.execute("SELECT 1 FROM agent_runs WHERE event_id = ?", (op.event_id,))
+        if found.fetchone() is None:
+            return None
+        try:
+            [review] = _insert_reviews(conn, op.event_id, [op.review])
+        except (sqlite3.IntegrityError, ValueError, TypeError, KeyError) as exc:
+            return exc  # one statement: it undid only itself
+        return review
 
     def _insert_ops(
         self, conn: sqlite3.Connection, ops: list[InsertRuns], counts: _NewRunCounts
@@ -457,6 +634,19 @@ class SQLiteStore:
         finally:
             conn.execute("COMMIT")
         return [decode_event(row) for row in rows]
+
+    def list_qc(self, event_id: str) -> list[dict[str, Any]] | None:
+        """QC reviews of the run, oldest first; ``None`` for an unknown run."""
+        conn = self._reader()
+        conn.execute("BEGIN")  # the run and its reviews seen at the same instant
+        try:
+            found = conn.execute("SELECT 1 FROM agent_runs WHERE event_id = ?", (event_id,))
+            if found.fetchone() is None:
+                return None
+            rows = conn.execute(f"{_QC_SELECT} WHERE event_id = ? ORDER BY id", (event_id,))
+            return [dict(zip(QC_COLUMNS, row, strict=True)) for row in rows.fetchall()]
+        finally:
+            conn.execute("COMMIT")
 
     def distinct_values(self) -> tuple[list[str], list[str]]:
         """Sorted distinct agent names (from the counts table) and job types."""

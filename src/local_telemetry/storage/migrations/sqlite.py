@@ -266,11 +266,32 @@ def _migration_2(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+# QC reviews of a run (agent-metrics runbook), read back in insertion order (id); as
+# run_events, they go with their run.
+AGENT_QC = (
+    """CREATE TABLE agent_qc (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id TEXT NOT NULL REFERENCES agent_runs(event_id) ON DELETE CASCADE,
+        score INTEGER NOT NULL CHECK (score BETWEEN 1 AND 5),
+        notes TEXT,
+        reviewer TEXT,
+        created_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX idx_agent_qc_run ON agent_qc(event_id, id)",
+)
+
+
+def _migration_3(conn: sqlite3.Connection) -> None:
+    for statement in AGENT_QC:
+        conn.execute(statement)
+
+
 Migration = tuple[int, str, Callable[[sqlite3.Connection], None]]
 
 MIGRATIONS: tuple[Migration, ...] = (
     (1, "runs table, indexes, per-agent counts; adopt an earlier agent_runs table", _migration_1),
     (2, "agent outcome columns on agent_runs; run_events table", _migration_2),
+    (3, "agent_qc table (QC reviews of runs)", _migration_3),
 )
 
 
