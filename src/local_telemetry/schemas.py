@@ -45,6 +45,7 @@ from pydantic import (
     model_validator,
 )
 
+from local_telemetry import kpis
 from local_telemetry.timestamps import TimestampError, normalize, now_stored
 
 CANONICAL_STATUSES: tuple[str, ...] = (
@@ -458,7 +459,78 @@ class RunQuery(BaseModel):
     offset: int = Field(0, ge=0, le=MAX_INT64)
 
 
+KpiGroupBy = Literal["agent_name", "job_type", "day", "week"]
+
+
+def _time_zone(value: str) -> str:
+    kpis.zone(value)  # ValueError: "unknown time zone: ..."
+    return value
+
+
+class KpiQuery(BaseModel):
+    """Parameters of ``GET /api/v1/kpis`` (``group_by`` may be repeated)."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    agent_name: Text | None = None
+    job_type: Text | None = None
+    from_: Timestamp | None = Field(
+        None, alias="from", description="ISO 8601 with timezone; start_time >= from."
+    )
+    to: Timestamp | None = Field(None, description="ISO 8601 with timezone; start_time < to.")
+    group_by: list[KpiGroupBy] = Field(
+        default_factory=list,
+        description="agent_name, job_type, day or week; repeat for several (none: one group).",
+    )
+    tz: Annotated[str, StringConstraints(max_length=64), AfterValidator(_time_zone)] = Field(
+        "UTC", description="IANA time zone of day and week boundaries."
+    )
+
+    @model_validator(mode="after")
+    def _range(self) -> KpiQuery:
+        if self.from_ is not None and self.to is not None and self.from_ >= self.to:
+            raise ValueError("'from' must be before 'to'")
+        self.group_by = list(dict.fromkeys(self.group_by))
+        return self
+
+
 # ----- responses (documented in OpenAPI; handlers build the dicts directly) -----
+
+
+class KpiGroup(BaseModel):
+    """One group of ``GET /api/v1/kpis``: its key fields (those of ``group_by``), then
+    the KPIs. Rates are in [0, 1], null when their denominator is 0."""
+
+    model_config = ConfigDict(extra="allow")
+
+    total_runs: int
+    completed_runs: int
+    status_counts: dict[str, int]
+    resolution_rate: float | None
+    escalation_rate: float | None
+    failure_rate: float | None
+    self_correction_rate: float | None
+    sla_hit_rate: float | None
+    avg_duration_ms: float | None
+    p50_duration_ms: int | None
+    p95_duration_ms: int | None
+    tokens_input: int
+    tokens_output: int
+    cost_usd: float
+    cost_per_resolved_run: float | None
+    avg_qc_score: float | None
+    qc_count: int
+
+
+class KpiResult(BaseModel):
+    """Answer to ``GET /api/v1/kpis``."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: str | None = Field(alias="from")
+    to: str | None
+    group_by: list[str]
+    groups: list[KpiGroup]
 
 
 class CreateResult(BaseModel):

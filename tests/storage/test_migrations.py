@@ -56,7 +56,10 @@ def test_migration_2_adds_outcome_columns_and_the_events_table(version_1_databas
     finally:
         store.close()
     with closing(sqlite3.connect(version_1_database)) as conn:
-        assert columns(conn, "agent_runs")[-len(OUTCOME_COLUMNS) :] == list(OUTCOME_COLUMNS)
+        outcome_end = columns(conn, "agent_runs").index(OUTCOME_COLUMNS[-1]) + 1
+        assert columns(conn, "agent_runs")[outcome_end - len(OUTCOME_COLUMNS) : outcome_end] == (
+            list(OUTCOME_COLUMNS)
+        )
         assert set(RUN_COLUMNS) <= set(columns(conn, "agent_runs"))
         assert columns(conn, "run_events") == [
             "id",
@@ -67,7 +70,7 @@ def test_migration_2_adds_outcome_columns_and_the_events_table(version_1_databas
             "data",
         ]
         versions = [row[0] for row in conn.execute("SELECT version FROM local_telemetry_schema")]
-        assert versions == [1, 2, 3]
+        assert versions == [1, 2, 3, 4]
         plan = conn.execute(
             "EXPLAIN QUERY PLAN SELECT id FROM run_events"
             " WHERE event_id = ? AND id > ? ORDER BY id",
@@ -147,3 +150,24 @@ def test_outcome_checks_guard_numbers_stored_by_any_writer(tmp_path: Path) -> No
         ):
             with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
                 conn.execute(insert.format(column=column), (value,))
+
+
+def test_migration_4_guesses_which_durations_were_supplied(version_1_database: Path) -> None:
+    with closing(sqlite3.connect(version_1_database, isolation_level=None)) as conn:
+        conn.execute(
+            "INSERT INTO agent_runs (event_id, run_id, created_at, start_time, agent_name,"
+            " job_type, duration_ms) VALUES ('timed', 'run-timed', ?, ?, 'agent', 'job', 1500)",
+            (normalize("2026-01-10T00:00:00Z"), normalize("2026-01-10T00:00:00Z")),
+        )
+    store = SQLiteStore(version_1_database)
+    store.migrate()
+    store.close()
+    with closing(sqlite3.connect(version_1_database)) as conn:
+        supplied = dict(conn.execute("SELECT event_id, duration_ms_supplied FROM agent_runs"))
+        assert supplied == {"old": 0, "timed": 1}  # duration_ms > 0: taken as supplied
+        plan = conn.execute(
+            "EXPLAIN QUERY PLAN SELECT agent_name, count(*) FROM agent_runs"
+            " WHERE start_time >= ? AND start_time < ? GROUP BY 1",
+            ("a", "b"),
+        ).fetchall()
+        assert "COVERING INDEX idx_runs_kpi" in str(plan)

@@ -291,9 +291,9 @@ def schema_ref(model: type[Any]) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
-def _query_parameters(model: type[BaseModel]) -> dict[str, Any]:
+def query_parameters(model: type[BaseModel]) -> dict[str, Any]:
     """OpenAPI query parameters declared by ``model`` (validation stays in schemas.py)."""
-    schema = model.model_json_schema()
+    schema = model.model_json_schema(by_alias=True)
     return {
         "parameters": [
             {"name": name, "in": "query", "required": False, "schema": field}
@@ -352,7 +352,7 @@ async def create_runs_batch_route(request: Request) -> JSONBody:
     summary="Query runs, newest first",
     response_model=None,
     responses={200: {"model": list[RunPublic]}},
-    openapi_extra=_query_parameters(RunQuery),
+    openapi_extra=query_parameters(RunQuery),
 )
 async def list_runs_route(request: Request) -> JSONBody:
     """Runs matching every given filter, ordered by ``created_at`` descending.
@@ -446,7 +446,7 @@ async def append_events_route(request: Request, event_id: str) -> JSONBody:
     summary="List a run's events, oldest first",
     response_model=None,
     responses={200: {"model": list[RunEventPublic]}, 404: NOT_FOUND},
-    openapi_extra=_query_parameters(RunEventQuery),
+    openapi_extra=query_parameters(RunEventQuery),
 )
 async def list_events_route(request: Request, event_id: str) -> JSONBody:
     """The run's events in the order received; page with ``after_id`` = the last ``id``."""

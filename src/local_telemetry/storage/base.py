@@ -199,6 +199,46 @@ class RunFilter:
     offset: int = 0
 
 
+KPI_GROUP_FIELDS: tuple[str, ...] = ("agent_name", "job_type", "day", "week")
+"""What ``GET /api/v1/kpis`` can group by."""
+
+
+@dataclass(frozen=True)
+class KpiFilter:
+    """Runs a KPI query covers: ``start_time_from <= start_time < start_time_to`` (stored
+    UTC form; ``None``: unbounded), of one agent and/or job type when given."""
+
+    agent_name: str | None = None
+    job_type: str | None = None
+    start_time_from: str | None = None
+    start_time_to: str | None = None
+
+
+@dataclass
+class KpiInputs:
+    """Aggregated inputs of one KPI group (``kpis.py`` turns them into the KPIs).
+
+    ``durations_ms``: the effective duration of every run that has one (``duration_ms``
+    when the client supplied it, else end_time - start_time), in any order.
+    """
+
+    total_runs: int = 0
+    status_counts: dict[str, int] = field(default_factory=dict)
+    resolved: int = 0
+    escalated: int = 0
+    with_resolution: int = 0
+    self_corrected: int = 0
+    self_corrected_set: int = 0
+    sla_hits: int = 0
+    sla_measured: int = 0
+    tokens_input: int = 0
+    tokens_output: int = 0
+    cost_usd: float = 0.0
+    qc_score_sum: int = 0
+    qc_count: int = 0
+    durations_ms: list[int] = field(default_factory=list)
+
+
 @dataclass
 class StoreInfo:
     """What ``/health`` and ``/metrics`` report about the store."""
@@ -253,6 +293,16 @@ class Store(Protocol):
 
     def run_counts(self, since: str, until: str) -> tuple[int, dict[str, int], int]:
         """Total runs, runs per agent, and runs with ``since < created_at <= until``."""
+
+    def kpi_inputs(
+        self, kpi_filter: KpiFilter, group_by: Sequence[str], tz: str
+    ) -> dict[tuple[str, ...], KpiInputs]:
+        """Aggregated KPI inputs per group of the runs ``kpi_filter`` selects.
+
+        ``group_by`` names fields of ``KPI_GROUP_FIELDS``; a key holds one value per
+        name, in that order (``()`` for one overall group). ``day`` ("YYYY-MM-DD") and
+        ``week`` ("YYYY-Www", ISO) are those of ``start_time`` in the IANA zone ``tz``.
+        Groups without runs are absent."""
 
     def info(self) -> StoreInfo:
         """Backend facts for health and metrics endpoints."""

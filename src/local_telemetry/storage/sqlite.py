@@ -9,16 +9,19 @@ thread pool's queries run beside the writer.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import sqlite3
 import threading
 from collections import Counter
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 
+from local_telemetry import kpis
 from local_telemetry.storage.base import (
     AGENT_OUTCOME_COLUMNS,
     BOOL_COLUMNS,
@@ -32,6 +35,8 @@ from local_telemetry.storage.base import (
     AppendEvents,
     EndsBeforeStart,
     InsertRuns,
+    KpiFilter,
+    KpiInputs,
     RunConflict,
     RunFilter,
     RunJSON,
@@ -41,10 +46,18 @@ from local_telemetry.storage.base import (
     WriteOp,
 )
 from local_telemetry.storage.migrations import sqlite as migrations
-from local_telemetry.timestamps import TimestampError, now_stored, parse_instant
+from local_telemetry.timestamps import TimestampError, now_stored, parse_instant, to_stored
 
 WRITER_CACHE_KIB = 64 * 1024
-INSERT_COLUMNS: tuple[str, ...] = tuple(c for c in RUN_COLUMNS if c != "updated_at")
+# duration_ms_supplied (migration 4) is stored, not returned: whether the client sent
+# duration_ms (KPIs use it then, else end_time - start_time). An insert row may say so
+# itself (the agent-runs upsert computes its duration: not supplied); otherwise it is
+# supplied when the row has a duration_ms.
+SUPPLIED_COLUMN = "duration_ms_supplied"
+INSERT_COLUMNS: tuple[str, ...] = (
+    *(c for c in RUN_COLUMNS if c != "updated_at"),
+    SUPPLIED_COLUMN,
+)
 _INSERT_SQL = (
     f"INSERT INTO agent_runs ({', '.join(INSERT_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in INSERT_COLUMNS)}) ON CONFLICT(event_id) DO NOTHING"
@@ -60,12 +73,14 @@ _DEFAULTS: dict[str, Any] = {
     "api_posted": 0,
     "api_retry_count": 0,
 }
-_UPDATABLE = frozenset(RUN_COLUMNS) - {"event_id", "created_at", "updated_at"}
+_UPDATABLE = (frozenset(RUN_COLUMNS) | {SUPPLIED_COLUMN}) - {"event_id", "created_at", "updated_at"}
 # Positions in INSERT_COLUMNS, so the hot insert loop does no per-column lookups.
 _DEFAULT_AT = tuple((INSERT_COLUMNS.index(c), v) for c, v in _DEFAULTS.items())
 _JSON_AT = tuple(INSERT_COLUMNS.index(c) for c in sorted(JSON_COLUMNS))
 _CREATED_AT = INSERT_COLUMNS.index("created_at")
 _AGENT_NAME = INSERT_COLUMNS.index("agent_name")
+_SUPPLIED = INSERT_COLUMNS.index(SUPPLIED_COLUMN)
+_DURATION = INSERT_COLUMNS.index("duration_ms")
 _MAX_VARIABLES = 30_000  # SQLite allows 32,766 parameters per statement
 _HOURLY_SQL = (
     "INSERT INTO run_counts_hourly(hour, runs) VALUES (?, ?) "
@@ -221,6 +236,12 @@ def _insert_rows(
         taken.add(event_id)
         created.append(True)
         values = [row.get(column) for column in INSERT_COLUMNS]
+        supplied = values[_SUPPLIED]
+        if supplied is None:
+            supplied = values[_DURATION]
+            values[_SUPPLIED] = 0 if supplied is None else 1
+        else:
+            values[_SUPPLIED] = 1 if supplied else 0
         for index, default in _DEFAULT_AT:
             if values[index] is None:
                 values[index] = default
@@ -347,6 +368,8 @@ def _upsert_agent_run(conn: sqlite3.Connection, op: UpsertAgentRun, counts: _New
             if end < row["start_time"]:  # stored form: text order is time order
                 raise EndsBeforeStart("ended_at must not be before started_at")
             row["duration_ms"] = _duration_ms(row["start_time"], end)
+        # Computed from ended_at - started_at, not sent: KPIs compute the same value.
+        row[SUPPLIED_COLUMN] = False
         pending = _NewRunCounts()
         _insert_rows(conn, [row], pending)
         _insert_reviews(conn, run_id, op.qc)
@@ -382,6 +405,7 @@ def _upsert_agent_run(conn: sqlite3.Connection, op: UpsertAgentRun, counts: _New
         duration = _duration_ms(start, end)
         if duration is not None:
             changes["duration_ms"] = duration
+            changes[SUPPLIED_COLUMN] = 0
     if "status" in fields and ("end_time" in changes or "resolution" in changes):
         changes["status"] = fields["status"]
     reviews = _new_reviews(conn, run_id, op.qc)
@@ -391,6 +415,84 @@ def _upsert_agent_run(conn: sqlite3.Connection, op: UpsertAgentRun, counts: _New
         SQLiteStore._update(conn, UpdateRun(run_id, changes))
     _insert_reviews(conn, run_id, reviews)
     return "updated"
+
+
+# Where a zone's offsets cannot be listed (text adopted from an older database that is no
+# timestamp, or too many changes), the UTC slot of start_time decides a run's local day:
+# the UTC hour in a zone whose offsets are whole hours, else the quarter hour (every
+# offset in use is a multiple of 15 minutes). Each is a prefix local_date() can read.
+_SLOT_HOUR = "substr(r.start_time, 1, 13) || ':00'"
+_SLOT_QUARTER = (
+    "substr(r.start_time, 1, 14)"
+    " || printf('%02d', CAST(substr(r.start_time, 15, 2) AS INTEGER) / 15 * 15)"
+)
+_UTC_NAMES = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Zulu", "Etc/Zulu", "Universal"})
+_MAX_OFFSET_SPANS = 400
+
+
+def _local_date_sql(
+    conn: sqlite3.Connection, kpi_filter: KpiFilter, tz: str
+) -> tuple[str, list[Any]] | None:
+    """SQL of a run's local date ("YYYY-MM-DD") in ``tz``: ``date()`` of start_time plus
+    the offset in force then (a CASE over the zone's offset changes in the range).
+    ``None`` when the range's bounds are not timestamps or it has too many changes."""
+    if tz in _UTC_NAMES:
+        return "substr(r.start_time, 1, 10)", []
+    where, params = _kpi_where(kpi_filter)
+    low, high = conn.execute(
+        f"SELECT MIN(r.start_time), MAX(r.start_time) FROM agent_runs r {where}", params
+    ).fetchone()
+    if low is None:
+        return "substr(r.start_time, 1, 10)", []  # no runs: any expression will do
+    try:
+        first, last = parse_instant(low), parse_instant(high)
+    except (TimestampError, ValueError):
+        return None
+    spans = kpis.offset_spans(kpis.zone(tz), first, last)
+    if len(spans) > _MAX_OFFSET_SPANS:
+        return None
+    cases = " ".join("WHEN r.start_time < ? THEN ?" for _ in spans[1:])
+    values: list[Any] = []
+    for (_, offset), (change, _) in itertools.pairwise(spans):
+        values += [to_stored(change), f"{offset:+d} seconds"]
+    values.append(f"{spans[-1][1]:+d} seconds")
+    shift = f"CASE {cases} ELSE ? END" if cases else "?"
+    return f"date(substr(r.start_time, 1, 19), {shift})", values
+
+
+def _kpi_where(kpi_filter: KpiFilter) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column, value, operator in (
+        ("start_time", kpi_filter.start_time_from, ">="),
+        ("start_time", kpi_filter.start_time_to, "<"),
+        ("agent_name", kpi_filter.agent_name, "="),
+        ("job_type", kpi_filter.job_type, "="),
+    ):
+        if value is not None:
+            clauses.append(f"r.{column} {operator} ?")
+            params.append(value)
+    return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), params
+
+
+def _add_kpi_row(inputs: KpiInputs, values: Sequence[Any]) -> None:
+    """Add one row of the KPI aggregate query (after its key columns) to ``inputs``."""
+    (status, count, resolved, escalated, with_resolution, corrected, corrected_set,
+     hits, measured, tokens_in, tokens_out, cost, durations) = values  # fmt: skip
+    inputs.total_runs += count
+    inputs.status_counts[status] = inputs.status_counts.get(status, 0) + count
+    inputs.resolved += resolved or 0
+    inputs.escalated += escalated or 0
+    inputs.with_resolution += with_resolution
+    inputs.self_corrected += corrected or 0
+    inputs.self_corrected_set += corrected_set
+    inputs.sla_hits += hits or 0
+    inputs.sla_measured += measured or 0
+    inputs.tokens_input += int(tokens_in)
+    inputs.tokens_output += int(tokens_out)
+    inputs.cost_usd += cost
+    if durations:
+        inputs.durations_ms.extend(map(int, durations.split(",")))
 
 
 class SQLiteStore:
@@ -585,9 +687,12 @@ class SQLiteStore:
         unknown = set(op.fields) - _UPDATABLE
         if unknown:
             raise ValueError(f"fields cannot be updated: {', '.join(sorted(unknown))}")
-        columns = list(op.fields)
+        fields = op.fields
+        if "duration_ms" in fields and SUPPLIED_COLUMN not in fields:
+            fields = {**fields, SUPPLIED_COLUMN: 0 if fields["duration_ms"] is None else 1}
+        columns = list(fields)
         assignments = ", ".join(f"{c} = ?" for c in [*columns, "updated_at"])
-        values = [encode_value(c, op.fields[c]) for c in columns]
+        values = [encode_value(c, fields[c]) for c in columns]
         row = conn.execute(
             f"UPDATE agent_runs SET {assignments} WHERE event_id = ? RETURNING run_id",
             [*values, now_stored(), op.event_id],
@@ -691,6 +796,111 @@ class SQLiteStore:
                 (since, first_full, first_full, last_partial, last_partial, until),
             ).fetchone()[0]
         return sum(per_agent.values()), per_agent, int(recent)
+
+    def kpi_inputs(
+        self, kpi_filter: KpiFilter, group_by: Sequence[str], tz: str
+    ) -> dict[tuple[str, ...], KpiInputs]:
+        """KPI inputs per group (see ``Store.kpi_inputs``).
+
+        SQLite aggregates per (agent_name, job_type, local date of start_time, status)
+        as far as the grouping needs them, from the covering index ``idx_runs_kpi``
+        whose ``kpi_duration_ms`` (migration 4) is each run's KPI duration, durations as
+        one ``group_concat`` per row; the local date is ``date()`` of start_time plus
+        the zone's offset then (see ``_local_date_sql``). Python maps dates to weeks
+        and merges. QC reviews are summed by a second
+        query in the same read transaction. No rollup is kept, so late PATCHes are
+        always reflected.
+        """
+        zone = kpis.zone(tz)
+        columns: list[str] = [c for c in ("agent_name", "job_type") if c in group_by]
+        select = [f"r.{c}" for c in columns]
+        bucketed = "day" in group_by or "week" in group_by
+        conn = self._reader()
+        conn.execute("BEGIN")  # one snapshot for every query below
+        try:
+            slot_params: list[Any] = []
+            local_dates = True  # the slot column is the local date itself
+            if bucketed:
+                found = _local_date_sql(conn, kpi_filter, tz)
+                if found is not None:
+                    slot_sql, slot_params = found
+                else:
+                    local_dates = False
+                    slot_sql = _SLOT_HOUR if kpis.whole_hour_zone(tz) else _SLOT_QUARTER
+                select.append(slot_sql)
+            return self._kpi_groups(
+                conn, kpi_filter, group_by, columns, select, slot_params, local_dates, zone
+            )
+        finally:
+            conn.execute("COMMIT")
+
+    @staticmethod
+    def _kpi_groups(
+        conn: sqlite3.Connection,
+        kpi_filter: KpiFilter,
+        group_by: Sequence[str],
+        columns: list[str],
+        select: list[str],
+        slot_params: list[Any],
+        local_dates: bool,
+        zone: ZoneInfo,
+    ) -> dict[tuple[str, ...], KpiInputs]:
+        """The queries of ``kpi_inputs`` (inside its read transaction)."""
+        bucketed = len(select) > len(columns)
+        width = len(select)
+        where, params = _kpi_where(kpi_filter)
+        group = f"GROUP BY {', '.join(str(i + 1) for i in range(width + 1))}"
+        keys_sql = "".join(f"{c}, " for c in select)
+        runs_sql = (
+            f"SELECT {keys_sql}r.status, COUNT(*),"
+            " SUM(r.resolution = 'resolved'), SUM(r.resolution = 'escalated'),"
+            " COUNT(r.resolution), SUM(r.self_corrected = 1), COUNT(r.self_corrected),"
+            " SUM(r.kpi_duration_ms <= r.sla_target_seconds * 1000 AND r.end_time IS NOT NULL),"
+            " SUM(r.end_time IS NOT NULL AND r.sla_target_seconds IS NOT NULL),"
+            " TOTAL(r.tokens_input), TOTAL(r.tokens_output), TOTAL(r.cost_usd),"
+            " group_concat(r.kpi_duration_ms)"
+            # The planner does not see that the index covers the generated column.
+            f" FROM agent_runs r INDEXED BY idx_runs_kpi {where} {group}"
+        )
+        qc_group = f"GROUP BY {', '.join(str(i + 1) for i in range(width))}" if width else ""
+        qc_sql = (
+            f"SELECT {keys_sql}SUM(q.score), COUNT(*) FROM agent_qc q"
+            f" JOIN agent_runs r ON r.event_id = q.event_id {where} {qc_group}"
+        )
+        slots: dict[str, tuple[str, str]] = {}
+
+        def key_of(values: Sequence[Any]) -> tuple[str, ...]:
+            named = dict(zip(columns, values, strict=False))
+            if bucketed:
+                slot = str(values[width - 1])
+                found = slots.get(slot)
+                if found is None:
+                    try:
+                        day = (
+                            date.fromisoformat(slot) if local_dates else kpis.local_date(slot, zone)
+                        )
+                        found = (kpis.day_key(day), kpis.week_key(day))
+                    except ValueError:  # adopted text that is no timestamp: kept apart
+                        found = (slot, slot)
+                    slots[slot] = found
+                named["day"], named["week"] = found
+            return tuple(str(named[name]) for name in group_by)
+
+        groups: dict[tuple[str, ...], KpiInputs] = {}
+        run_rows = conn.execute(runs_sql, [*slot_params, *params]).fetchall()
+        qc_rows = conn.execute(qc_sql, [*slot_params, *params]).fetchall()
+        for row in run_rows:
+            key = key_of(row[:width])
+            inputs = groups.get(key)
+            if inputs is None:
+                inputs = groups[key] = KpiInputs()
+            _add_kpi_row(inputs, row[width:])
+        for row in qc_rows:
+            qc_inputs = groups.get(key_of(row[:width]))
+            if qc_inputs is not None:
+                qc_inputs.qc_score_sum += row[width] or 0
+                qc_inputs.qc_count += row[width + 1]
+        return groups
 
     def info(self) -> StoreInfo:
         """Backend, file and the journal/synchronous modes actually in force."""

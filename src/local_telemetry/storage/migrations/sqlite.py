@@ -6,7 +6,8 @@ API (an ``agent_runs`` table with an ``id`` primary key and client-written times
 its rows are copied into the new table with timestamps normalized to UTC and status
 aliases mapped to canonical values, and nothing is dropped that was stored. Migration 2
 adds the agent outcome columns of the runbook and the ``run_events`` table. A released
-migration is never edited; a schema change is a new migration.
+migration is never edited; a schema change is a new migration. Migration 3 adds the QC
+table, migration 4 the ``duration_ms_supplied`` column and the KPI index.
 """
 
 from __future__ import annotations
@@ -286,12 +287,50 @@ def _migration_3(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+# KPIs (kpis.py): whether the client sent duration_ms (a KPI then uses it; otherwise it
+# uses end_time - start_time). Rows stored before this migration never recorded that:
+# the best guess is that a positive duration_ms was sent (the column default is 0, and
+# the agent-runs upsert's computed duration equals end - start anyway).
+# kpi_duration_ms is that KPI duration as a virtual generated column (computed, never
+# stored in the table): end - start in whole milliseconds from the stored UTC form
+# (seconds by unixepoch, microseconds from characters 21-26), NULL without an end or for
+# text that is no timestamp. The covering index holds it, so a KPI query over a
+# start_time range reads the index alone and computes no duration per row.
+KPI_DURATION_SQL = (
+    "CASE WHEN duration_ms_supplied THEN duration_ms"
+    " WHEN end_time IS NOT NULL THEN"
+    " ((unixepoch(substr(end_time, 1, 19)) - unixepoch(substr(start_time, 1, 19)))"
+    " * 1000000 + CAST(substr(end_time, 21, 6) AS INTEGER)"
+    " - CAST(substr(start_time, 21, 6) AS INTEGER)) / 1000 END"
+)
+KPI_SCHEMA = (
+    "ALTER TABLE agent_runs ADD COLUMN duration_ms_supplied INTEGER NOT NULL DEFAULT 0"
+    " CHECK (duration_ms_supplied IN (0, 1))",
+    "UPDATE agent_runs SET duration_ms_supplied = 1 WHERE duration_ms > 0",
+    "ALTER TABLE agent_runs ADD COLUMN kpi_duration_ms INTEGER"
+    f" GENERATED ALWAYS AS ({KPI_DURATION_SQL}) VIRTUAL",
+    "CREATE INDEX idx_runs_kpi ON agent_runs(start_time, agent_name, job_type, status,"
+    " resolution, self_corrected, end_time, sla_target_seconds, kpi_duration_ms,"
+    " tokens_input, tokens_output, cost_usd)",
+)
+
+
+def _migration_4(conn: sqlite3.Connection) -> None:
+    for statement in KPI_SCHEMA:
+        conn.execute(statement)
+
+
 Migration = tuple[int, str, Callable[[sqlite3.Connection], None]]
 
 MIGRATIONS: tuple[Migration, ...] = (
     (1, "runs table, indexes, per-agent counts; adopt an earlier agent_runs table", _migration_1),
     (2, "agent outcome columns on agent_runs; run_events table", _migration_2),
     (3, "agent_qc table (QC reviews of runs)", _migration_3),
+    (
+        4,
+        "duration_ms_supplied, kpi_duration_ms (generated) columns; KPI covering index",
+        _migration_4,
+    ),
 )
 
 
