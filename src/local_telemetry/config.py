@@ -90,6 +90,20 @@ class Settings(BaseSettings):
     metadata_cache_seconds: float = Field(
         300.0, ge=0, description="How long /api/v1/metadata answers from its cache."
     )
+    pii_scrub: bool = Field(
+        False,
+        description=(
+            "Scrub PII (e-mails, phones, card numbers, IPs, tokens/API keys) from free-text "
+            "fields and JSON values before storage (see 'PII scrubbing')."
+        ),
+    )
+    pii_extra_patterns: str = Field(
+        "",
+        description=(
+            "Your own PII regexes as a JSON array of strings; matches become [redacted] "
+            "(also when TELEMETRY_PII_SCRUB is false)."
+        ),
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Server log level."
     )
@@ -115,6 +129,9 @@ class Settings(BaseSettings):
                 "TELEMETRY_DATABASE_URL must be sqlite:///path (PostgreSQL is not built yet)"
             )
         parse_git_hosts(self.git_hosts)
+        from local_telemetry.pii import parse_extra_patterns
+
+        parse_extra_patterns(self.pii_extra_patterns)
         return self
 
     @property

@@ -20,6 +20,7 @@ from local_telemetry.api.metadata_cache import MetadataCache
 from local_telemetry.api.security import BearerAuth, RateLimiter
 from local_telemetry.config import Settings
 from local_telemetry.ingest import GroupCommitWriter
+from local_telemetry.pii import build_scrubber
 from local_telemetry.schemas import (
     AgentRunPost,
     CommitAssociation,
@@ -98,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         writer=writer,
         metadata=MetadataCache(store.distinct_values, settings.metadata_cache_seconds),
         git_hosts=settings.git_host_map,
+        scrubber=build_scrubber(settings.pii_scrub, settings.pii_extra_patterns),
     )
 
     @asynccontextmanager

@@ -12,6 +12,7 @@ from fastapi import Request
 from local_telemetry.api.metadata_cache import MetadataCache
 from local_telemetry.config import GitPlatform, Settings
 from local_telemetry.ingest import GroupCommitWriter
+from local_telemetry.pii import Scrubber
 from local_telemetry.storage.base import Store, StoreInfo
 
 T = TypeVar("T")
@@ -30,6 +31,7 @@ class AppState:
     writer: GroupCommitWriter
     metadata: MetadataCache
     git_hosts: dict[str, GitPlatform]
+    scrubber: Scrubber | None = None  # None: PII scrubbing off (no call on ingest)
     store_info: StoreInfo | None = None  # read once at start-up: modes do not change
     _read_limiter: CapacityLimiter | None = field(default=None, repr=False)
 

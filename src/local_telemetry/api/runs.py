@@ -56,6 +56,9 @@ Reply = tuple[int, Any]
 
 
 async def submit_write(app_state: AppState, op: WriteOp) -> Any:
+    """Queue ``op`` for the writer (PII scrubbed first when enabled); its result."""
+    if app_state.scrubber is not None:  # the one place ingest is scrubbed
+        op = app_state.scrubber.scrub_op(op)
     try:
         return await app_state.writer.submit(op)
     except WriterBusy:
