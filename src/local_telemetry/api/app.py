@@ -12,7 +12,7 @@ from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp
 
 from local_telemetry import API_VERSION, __version__
-from local_telemetry.api import agent_runs, kpis, runs, system
+from local_telemetry.api import agent_runs, exports, kpis, runs, system
 from local_telemetry.api.deps import AppState
 from local_telemetry.api.errors import install_error_handlers
 from local_telemetry.api.fastpath import FastPaths
@@ -135,5 +135,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(runs.router)
     app.include_router(agent_runs.router)
     app.include_router(kpis.router)
+    app.include_router(exports.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -19,8 +19,8 @@ from local_telemetry.schemas import KpiQuery, KpiResult
 from local_telemetry.storage.base import KpiFilter
 
 
-async def get_kpis(app_state: AppState, incoming: Incoming) -> Reply:
-    """KPIs of the runs the filters select, one entry per non-empty group, sorted by key."""
+async def kpi_groups(app_state: AppState, incoming: Incoming) -> tuple[KpiQuery, list[Any]]:
+    """The validated parameters and the groups (sorted by key) they select."""
     query = incoming.query
     data: dict[str, Any] = dict(query.items())
     getlist = getattr(query, "getlist", None)
@@ -38,10 +38,16 @@ async def get_kpis(app_state: AppState, incoming: Incoming) -> Reply:
         kpis.group_kpis(dict(zip(group_by, key, strict=True)), inputs[key])
         for key in sorted(inputs)
     ]
+    return params, groups
+
+
+async def get_kpis(app_state: AppState, incoming: Incoming) -> Reply:
+    """KPIs of the runs the filters select, one entry per non-empty group, sorted by key."""
+    params, groups = await kpi_groups(app_state, incoming)
     return 200, {
         "from": params.from_,
         "to": params.to,
-        "group_by": list(group_by),
+        "group_by": list(params.group_by),
         "groups": groups,
     }
 

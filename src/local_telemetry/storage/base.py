@@ -9,7 +9,7 @@ thread pool. Every backend must pass ``tests/storage/test_store_contract.py``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -276,6 +276,15 @@ class Store(Protocol):
 
     def list_runs_json(self, run_filter: RunFilter) -> list[RunJSON]:
         """``list_runs`` serialized by the database, as ``get_run_json``."""
+
+    def iter_runs(
+        self, run_filter: RunFilter, chunk_size: int = 5000
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Every run matching the filter (its ``limit`` and ``offset`` are ignored),
+        newest first (``created_at`` DESC, then insertion order DESC), as ``list_runs``
+        dicts in chunks of at most ``chunk_size``. Each chunk is a separate short read
+        (keyset pagination), so memory stays bounded and no transaction is held between
+        chunks; the generator may be advanced from different threads, one at a time."""
 
     def list_events(
         self, event_id: str, *, after_id: int = 0, limit: int = 1000

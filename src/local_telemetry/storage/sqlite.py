@@ -13,7 +13,7 @@ import itertools
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -180,6 +180,38 @@ def _list_query(columns: str, run_filter: RunFilter) -> tuple[str, list[Any]]:
         ") ORDER BY created_at DESC, id DESC"
     )
     return sql, [*params, run_filter.limit, run_filter.offset]
+
+
+def _export_query(run_filter: RunFilter, after: tuple[str, int] | None) -> tuple[str, list[Any]]:
+    """One keyset page of an export: rows after ``after`` = (created_at, id) of the last
+    row of the previous page, in (created_at DESC, id DESC) order; ``id``, ``created_at``
+    first, then the stored columns. The LIMIT is the last parameter, left to the caller."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column in ("agent_name", "job_type", "status", "run_id", "parent_run_id"):
+        value = getattr(run_filter, column)
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            params.append(value)
+    for attribute, column, operator in (
+        ("created_before", "created_at", "<"),
+        ("created_after", "created_at", ">"),
+        ("start_time_from", "start_time", ">="),
+        ("start_time_to", "start_time", "<="),
+    ):
+        value = getattr(run_filter, attribute)
+        if value is not None:
+            clauses.append(f"{column} {operator} ?")
+            params.append(value)
+    if after is not None:
+        clauses.append("(created_at < ? OR (created_at = ? AND id < ?))")
+        params.extend((after[0], after[0], after[1]))
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    sql = (
+        f"SELECT id, created_at, {_SELECT_COLUMNS} FROM agent_runs {where} "
+        "ORDER BY created_at DESC, id DESC LIMIT ?"
+    )
+    return sql, params
 
 
 def _next_hour(stamp: str) -> str:
@@ -720,6 +752,27 @@ class SQLiteStore:
         """``list_runs`` with each run as JSON text built by SQLite (no Python dicts)."""
         sql, params = _list_query(_JSON_SELECT, run_filter)
         return [(row[0], row[1], row[2]) for row in self._reader().execute(sql, params)]
+
+    def iter_runs(
+        self, run_filter: RunFilter, chunk_size: int = 5000
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Every run matching ``run_filter`` (``limit``/``offset`` ignored), newest first,
+        in chunks of at most ``chunk_size`` (see ``Store.iter_runs``).
+
+        Keyset pagination on (created_at, id): each chunk is one short query on the
+        connection of the thread that advances the generator, and no read transaction
+        stays open between chunks.
+        """
+        after: tuple[str, int] | None = None
+        while True:
+            sql, params = _export_query(run_filter, after)
+            rows = self._reader().execute(sql, [*params, chunk_size]).fetchall()
+            if not rows:
+                return
+            after = (rows[-1][1], rows[-1][0])
+            yield [decode_row(row[2:]) for row in rows]
+            if len(rows) < chunk_size:
+                return
 
     def list_events(
         self, event_id: str, *, after_id: int = 0, limit: int = 1000
