@@ -151,7 +151,8 @@ _JSON_SELECT = (
 )
 
 
-def _list_query(columns: str, run_filter: RunFilter) -> tuple[str, list[Any]]:
+def _filter_clauses(run_filter: RunFilter) -> tuple[list[str], list[Any]]:
+    """The WHERE conditions and parameters of a run filter (list and export alike)."""
     clauses: list[str] = []
     params: list[Any] = []
     for column in ("agent_name", "job_type", "status", "run_id", "parent_run_id"):
@@ -169,6 +170,11 @@ def _list_query(columns: str, run_filter: RunFilter) -> tuple[str, list[Any]]:
         if value is not None:
             clauses.append(f"{column} {operator} ?")
             params.append(value)
+    return clauses, params
+
+
+def _list_query(columns: str, run_filter: RunFilter) -> tuple[str, list[Any]]:
+    clauses, params = _filter_clauses(run_filter)
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     # Pick the page's ids from an index first, then build only those rows: a filter the
     # order index cannot serve (a start_time range) sorts (created_at, id) pairs, not
@@ -186,23 +192,7 @@ def _export_query(run_filter: RunFilter, after: tuple[str, int] | None) -> tuple
     """One keyset page of an export: rows after ``after`` = (created_at, id) of the last
     row of the previous page, in (created_at DESC, id DESC) order; ``id``, ``created_at``
     first, then the stored columns. The LIMIT is the last parameter, left to the caller."""
-    clauses: list[str] = []
-    params: list[Any] = []
-    for column in ("agent_name", "job_type", "status", "run_id", "parent_run_id"):
-        value = getattr(run_filter, column)
-        if value is not None:
-            clauses.append(f"{column} = ?")
-            params.append(value)
-    for attribute, column, operator in (
-        ("created_before", "created_at", "<"),
-        ("created_after", "created_at", ">"),
-        ("start_time_from", "start_time", ">="),
-        ("start_time_to", "start_time", "<="),
-    ):
-        value = getattr(run_filter, attribute)
-        if value is not None:
-            clauses.append(f"{column} {operator} ?")
-            params.append(value)
+    clauses, params = _filter_clauses(run_filter)
     if after is not None:
         clauses.append("(created_at < ? OR (created_at = ? AND id < ?))")
         params.extend((after[0], after[0], after[1]))
