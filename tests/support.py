@@ -98,3 +98,18 @@ def new_run(**fields: Any) -> dict[str, Any]:
     }
     body.update(fields)
     return body
+
+
+def store_row(event_id: str, **fields: Any) -> dict[str, Any]:
+    """A minimal valid run row for Store tests (timestamps in the stored form)."""
+    from local_telemetry.timestamps import normalize
+
+    base: dict[str, Any] = {
+        "event_id": event_id,
+        "run_id": f"run-{event_id}",
+        "agent_name": "agent-a",
+        "job_type": "job-a",
+        "start_time": normalize("2026-01-12T10:00:00Z"),
+    }
+    base.update(fields)
+    return base

@@ -6,9 +6,7 @@ there and must pass the same suite unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -27,28 +25,8 @@ from local_telemetry.storage.base import (
     UpdateRun,
     UpsertAgentRun,
 )
-from local_telemetry.storage.sqlite import SQLiteStore
 from local_telemetry.timestamps import normalize, to_stored
-
-
-@pytest.fixture(params=["sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    backend: Store = SQLiteStore(tmp_path / "contract.sqlite")
-    backend.migrate()
-    yield backend
-    backend.close()
-
-
-def row(event_id: str, **fields: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "event_id": event_id,
-        "run_id": f"run-{event_id}",
-        "agent_name": "agent-a",
-        "job_type": "job-a",
-        "start_time": normalize("2026-01-12T10:00:00Z"),
-    }
-    base.update(fields)
-    return base
+from support import store_row as row
 
 
 def test_migrate_is_idempotent(store: Store) -> None:

@@ -3,35 +3,13 @@ bounded chunks, continuing correctly across runs that share a ``created_at``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from local_telemetry.storage.base import InsertRuns, RunFilter, Store
-from local_telemetry.storage.sqlite import SQLiteStore
 from local_telemetry.timestamps import normalize
-
-
-@pytest.fixture(params=["sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    backend: Store = SQLiteStore(tmp_path / "iter.sqlite")
-    backend.migrate()
-    yield backend
-    backend.close()
-
-
-def row(event_id: str, **fields: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "event_id": event_id,
-        "run_id": f"run-{event_id}",
-        "agent_name": "agent-a",
-        "job_type": "job-a",
-        "start_time": normalize("2026-01-12T10:00:00Z"),
-    }
-    base.update(fields)
-    return base
+from support import store_row as row
 
 
 def _seed(store: Store, count: int) -> None:
