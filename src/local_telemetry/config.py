@@ -104,6 +104,45 @@ class Settings(BaseSettings):
             "(also when TELEMETRY_PII_SCRUB is false)."
         ),
     )
+    alert_interval_seconds: float = Field(
+        60.0, ge=0, description="How often alert rules are evaluated (0: never)."
+    )
+    alert_webhooks: str = Field(
+        "",
+        description=(
+            "URLs that receive every alert transition as a JSON POST, comma separated "
+            "(retried in the background, never blocking ingestion)."
+        ),
+    )
+    retention_payload_days: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "Blank raw payloads (error_details, metrics_json, context_json, events, QC "
+            "notes) of runs that started more than this many days ago; KPI numbers stay."
+        ),
+    )
+    retention_run_days: int | None = Field(
+        None, ge=1, description="Delete whole runs that started more than this many days ago."
+    )
+    retention_interval_seconds: float = Field(
+        3600.0, ge=0, description="How often the retention sweeper runs (0: never)."
+    )
+    weekly_export_dir: Path | None = Field(
+        None, description="Directory for the scheduled weekly KPI export (unset: off)."
+    )
+    weekly_export_format: Literal["csv", "jsonl", "parquet"] = Field(
+        "csv", description="File format of the weekly KPI export."
+    )
+    weekly_export_weekday: Literal[
+        "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"
+    ] = Field("monday", description="Day of the week the weekly KPI export is written.")
+    weekly_export_hour: int = Field(
+        6, ge=0, le=23, description="Hour (0-23, in TELEMETRY_WEEKLY_EXPORT_TZ) of the export."
+    )
+    weekly_export_tz: str = Field(
+        "UTC", description="IANA time zone of the weekly export's schedule and day boundaries."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Server log level."
     )
@@ -113,7 +152,7 @@ class Settings(BaseSettings):
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("log_level", mode="before")
+    @field_validator("log_level", "weekly_export_weekday", "weekly_export_format", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
@@ -132,6 +171,8 @@ class Settings(BaseSettings):
         from local_telemetry.pii import parse_extra_patterns
 
         parse_extra_patterns(self.pii_extra_patterns)
+        parse_webhook_urls(self.alert_webhooks)
+        _check_zone(self.weekly_export_tz, "TELEMETRY_WEEKLY_EXPORT_TZ")
         return self
 
     @property
@@ -140,6 +181,11 @@ class Settings(BaseSettings):
         if self.database_url is not None:
             return Path(self.database_url.removeprefix("sqlite:///"))
         return self.db_path
+
+    @property
+    def alert_webhook_urls(self) -> list[str]:
+        """``TELEMETRY_ALERT_WEBHOOKS`` parsed: the receivers' URLs, in order."""
+        return parse_webhook_urls(self.alert_webhooks)
 
     @property
     def git_host_map(self) -> dict[str, GitPlatform]:
@@ -159,6 +205,28 @@ def parse_git_hosts(spec: str) -> dict[str, GitPlatform]:
             )
         result[host.strip().lower()] = platform  # type: ignore[assignment]
     return result
+
+
+def parse_webhook_urls(spec: str) -> list[str]:
+    """Parse comma-separated http(s) URLs; raise ``ValueError`` on anything else."""
+    from urllib.parse import urlsplit
+
+    urls: list[str] = []
+    for entry in filter(None, (part.strip() for part in spec.split(","))):
+        parts = urlsplit(entry)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"TELEMETRY_ALERT_WEBHOOKS entry {entry!r} must be an http(s) URL")
+        urls.append(entry)
+    return urls
+
+
+def _check_zone(name: str, variable: str) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"{variable} {name!r} is not an IANA time zone name") from exc
 
 
 def load_settings(**overrides: Any) -> Settings:

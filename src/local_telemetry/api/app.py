@@ -114,9 +114,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             info.journal_mode,
             info.synchronous,
         )
+        app_state.jobs.start()
         try:
             yield
         finally:
+            await app_state.jobs.stop()
             writer.stop()
             store.close()
 

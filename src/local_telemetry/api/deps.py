@@ -9,6 +9,7 @@ from typing import TypeVar
 from anyio import CapacityLimiter, to_thread
 from fastapi import Request
 
+from local_telemetry.api.background import BackgroundJobs
 from local_telemetry.api.metadata_cache import MetadataCache
 from local_telemetry.config import GitPlatform, Settings
 from local_telemetry.ingest import GroupCommitWriter
@@ -33,6 +34,7 @@ class AppState:
     git_hosts: dict[str, GitPlatform]
     scrubber: Scrubber | None = None  # None: PII scrubbing off (no call on ingest)
     store_info: StoreInfo | None = None  # read once at start-up: modes do not change
+    jobs: BackgroundJobs = field(default_factory=BackgroundJobs)  # periodic server jobs
     _read_limiter: CapacityLimiter | None = field(default=None, repr=False)
 
     async def info(self) -> StoreInfo:

@@ -7,7 +7,8 @@ its rows are copied into the new table with timestamps normalized to UTC and sta
 aliases mapped to canonical values, and nothing is dropped that was stored. Migration 2
 adds the agent outcome columns of the runbook and the ``run_events`` table. A released
 migration is never edited; a schema change is a new migration. Migration 3 adds the QC
-table, migration 4 the ``duration_ms_supplied`` column and the KPI index.
+table, migration 4 the ``duration_ms_supplied`` column and the KPI index, migration 5 the
+alert tables.
 """
 
 from __future__ import annotations
@@ -320,6 +321,41 @@ def _migration_4(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+# Alerts (alerts.py): ``server_state`` keeps small documents the server owns (the alert
+# rules as a JSON array under 'alert_rules'; absent: the built-in rules). ``alerts``
+# holds one row per firing episode of a rule for an agent: inserted when it starts
+# firing, completed with ``resolved_at`` when it resolves; at most one open per pair.
+ALERT_SCHEMA = (
+    """CREATE TABLE server_state (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+    )""",
+    """CREATE TABLE alerts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    rule_name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    agent_name TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('firing', 'resolved')),
+    value REAL,
+    baseline REAL,
+    threshold REAL NOT NULL,
+    sample_runs INTEGER NOT NULL DEFAULT 0,
+    message TEXT NOT NULL,
+    fired_at TEXT NOT NULL,
+    resolved_at TEXT,
+    updated_at TEXT NOT NULL
+    )""",
+    "CREATE UNIQUE INDEX idx_alerts_open ON alerts(rule_name, agent_name) WHERE state = 'firing'",
+    "CREATE INDEX idx_alerts_fired ON alerts(fired_at)",
+)
+
+
+def _migration_5(conn: sqlite3.Connection) -> None:
+    for statement in ALERT_SCHEMA:
+        conn.execute(statement)
+
+
 Migration = tuple[int, str, Callable[[sqlite3.Connection], None]]
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -331,6 +367,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         "duration_ms_supplied, kpi_duration_ms (generated) columns; KPI covering index",
         _migration_4,
     ),
+    (5, "server_state table (alert rules); alerts table (firing episodes)", _migration_5),
 )
 
 
