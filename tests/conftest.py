@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from support import ServerProcess
-
-StartServer = Callable[..., ServerProcess]
+from support import ServerProcess, StartServer
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,10 @@ class ServerProcess:
                 self.process.wait(15)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+StartServer = Callable[..., ServerProcess]
+"""The ``start_server`` fixture: ``start_server(db_path=None, **env)``."""
 
 
 def new_run(**fields: Any) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import StartServer
+from support import StartServer
 
 STARTED = "2026-01-12T10:30:00Z"
 ENDED = "2026-01-12T10:32:05.5+00:00"

@@ -18,8 +18,7 @@ import httpx
 import orjson
 import pytest
 
-from conftest import StartServer
-from support import ServerProcess, new_run
+from support import ServerProcess, StartServer, new_run
 
 JSON = "application/json"
 MIB = 1024 * 1024

@@ -8,8 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import StartServer
-from support import new_run
+from support import StartServer, new_run
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 

@@ -38,14 +38,13 @@ import httpx
 import orjson
 import pytest
 
-from conftest import StartServer
 from local_telemetry import gitlinks
 from local_telemetry.api.app import create_app
 from local_telemetry.api.runs import COLLECTION_HANDLERS
 from local_telemetry.config import load_settings, parse_git_hosts
 from local_telemetry.storage.base import RUN_COLUMNS
 from local_telemetry.storage.sqlite import decode_row
-from support import ServerProcess
+from support import ServerProcess, StartServer
 
 RUNS = "/api/v1/runs"
 BATCH = f"{RUNS}/batch"

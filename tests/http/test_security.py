@@ -14,8 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import StartServer
-from support import ServerProcess, free_port, new_run
+from support import ServerProcess, StartServer, free_port, new_run
 
 TOKEN = "s3cret"
 GOOD = {"Authorization": f"Bearer {TOKEN}"}
