@@ -9,7 +9,7 @@ KpiInputs`); the functions here turn them into the KPIs. Rates are fractions in 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -126,6 +126,16 @@ def group_kpis(keys: dict[str, str], inputs: KpiInputs) -> dict[str, Any]:
     }
 
 
+def groups_of(
+    inputs: Mapping[tuple[str, ...], KpiInputs], group_by: Sequence[str]
+) -> list[dict[str, Any]]:
+    """The groups of ``Store.kpi_inputs`` (keys in ``group_by`` order) as the entries of
+    ``GET /api/v1/kpis``, sorted by key."""
+    return [
+        group_kpis(dict(zip(group_by, key, strict=True)), inputs[key]) for key in sorted(inputs)
+    ]
+
+
 # ----- day and week keys -----
 
 
@@ -199,3 +209,37 @@ def offset_spans(tz: ZoneInfo, first: datetime, last: datetime) -> list[tuple[da
             spans.append((high.replace(microsecond=0), offset(high)))
         at = following
     return spans
+
+
+def day_pieces(
+    spans: list[tuple[datetime, int]], last: datetime, days: int = 1
+) -> list[tuple[datetime, int | None]]:
+    """The range of ``spans`` (see :func:`offset_spans`) up to ``last`` cut at every
+    ``days``-th local midnight (those that occur once: none skipped or repeated by a
+    change of offset): a list of (instant from which the piece applies, its one offset
+    or ``None`` when the offset changes within it), the first from ``spans[0]``. A KPI
+    query aggregates the pieces one by one; a local day is never cut in two."""
+    first, first_offset = spans[0]
+    widest = max(offset for _, offset in spans)
+    cuts: list[datetime] = []
+    step = timedelta(days=days)
+    day = (first + timedelta(seconds=first_offset)).date()
+    while day < date.max - step:
+        day += step
+        midnight = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        if midnight - timedelta(seconds=widest) > last:
+            break
+        found = []
+        for index, (begin, offset) in enumerate(spans):
+            at = midnight - timedelta(seconds=offset)
+            if begin <= at and (index + 1 == len(spans) or at < spans[index + 1][0]):
+                found.append(at)
+        if len(found) == 1 and first < found[0] <= last:
+            cuts.append(found[0])
+    pieces: list[tuple[datetime, int | None]] = []
+    ends: list[datetime | None] = [*cuts, None]
+    for begin, end in zip([first, *cuts], ends, strict=True):
+        within = [offset for at, offset in spans if at <= begin]
+        changes = any(begin < at and (end is None or at < end) for at, _ in spans)
+        pieces.append((begin, None if changes else within[-1]))
+    return pieces

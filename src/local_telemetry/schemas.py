@@ -459,6 +459,38 @@ class RunQuery(BaseModel):
     offset: int = Field(0, ge=0, le=MAX_INT64)
 
 
+class AlertQuery(BaseModel):
+    """Filters of ``GET /api/v1/alerts`` (validated from the query string)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    state: Literal["firing", "resolved"] | None = None
+    rule_name: Text | None = None
+    agent_name: Text | None = None
+    limit: int = Field(100, ge=1, le=1000)
+    offset: int = Field(0, ge=0, le=MAX_INT64)
+
+
+class AlertPublic(BaseModel):
+    """One alert: a firing episode of a rule for an agent (``resolved_at`` null while
+    it fires). ``value`` is the measure at the last evaluation (at resolution, once
+    resolved); ``baseline`` the compared baseline of baseline kinds."""
+
+    id: int
+    rule_name: str
+    kind: str
+    agent_name: str
+    state: Literal["firing", "resolved"]
+    value: float | None
+    baseline: float | None
+    threshold: float
+    sample_runs: int
+    message: str
+    fired_at: str
+    resolved_at: str | None
+    updated_at: str
+
+
 KpiGroupBy = Literal["agent_name", "job_type", "day", "week"]
 
 

@@ -12,7 +12,10 @@ from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp
 
 from local_telemetry import API_VERSION, __version__
-from local_telemetry.api import agent_runs, exports, kpis, runs, system
+from local_telemetry.alerts import AlertRule
+from local_telemetry.api import agent_runs, alerts, exports, kpis, runs, system
+from local_telemetry.api import retention as retention_api
+from local_telemetry.api.background import PeriodicJob
 from local_telemetry.api.deps import AppState
 from local_telemetry.api.errors import install_error_handlers
 from local_telemetry.api.fastpath import FastPaths
@@ -21,6 +24,7 @@ from local_telemetry.api.security import BearerAuth, RateLimiter
 from local_telemetry.config import Settings
 from local_telemetry.ingest import GroupCommitWriter
 from local_telemetry.pii import build_scrubber
+from local_telemetry.retention import RetentionSweeper
 from local_telemetry.schemas import (
     AgentRunPost,
     CommitAssociation,
@@ -31,11 +35,20 @@ from local_telemetry.schemas import (
 )
 from local_telemetry.storage.base import Store
 from local_telemetry.storage.sqlite import SQLiteStore
+from local_telemetry.weekly_export import CHECK_INTERVAL_SECONDS, WeeklyExporter
 
 log = logging.getLogger("local_telemetry")
 
 # Models documented as request bodies (handlers parse bodies themselves; see api/http.py).
-BODY_MODELS = (RunCreate, RunUpdate, CommitAssociation, RunEventCreate, QcCreate, AgentRunPost)
+BODY_MODELS = (
+    RunCreate,
+    RunUpdate,
+    CommitAssociation,
+    RunEventCreate,
+    QcCreate,
+    AgentRunPost,
+    AlertRule,
+)
 
 
 def open_store(settings: Settings) -> Store:
@@ -102,6 +115,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         scrubber=build_scrubber(settings.pii_scrub, settings.pii_extra_patterns),
     )
 
+    alerts.install(app_state)
+    retention = RetentionSweeper(
+        store,
+        app_state.read,
+        writer.submit,
+        payload_days=settings.retention_payload_days,
+        run_days=settings.retention_run_days,
+        on_runs_deleted=app_state.metadata.invalidate,
+    )
+    if retention.enabled:
+        interval = settings.retention_interval_seconds
+        # First sweep a little after start-up (at most a minute), then every interval.
+        job = PeriodicJob("retention", interval, retention.step, first_delay=min(interval, 60.0))
+        app_state.jobs.add(job)
+
+    weekly_exporter = WeeklyExporter.from_settings(settings, store)
+    if weekly_exporter is not None:
+        exporter = weekly_exporter
+
+        async def weekly_export() -> None:
+            await app_state.read(exporter.check)  # query + file write on a reader thread
+
+        app_state.jobs.add(PeriodicJob("weekly-export", CHECK_INTERVAL_SECONDS, weekly_export))
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store.migrate()
@@ -132,11 +169,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.local_telemetry = app_state
+    app.state.retention = retention  # shared by the job and the endpoint (one lock)
     install_error_handlers(app)
     app.include_router(system.router)
     app.include_router(runs.router)
     app.include_router(agent_runs.router)
     app.include_router(kpis.router)
     app.include_router(exports.router)
+    app.include_router(alerts.router)
+    app.include_router(retention_api.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

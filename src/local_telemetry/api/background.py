@@ -38,6 +38,11 @@ class BackgroundJobs:
 
     jobs: list[PeriodicJob] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    def on_stop(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Await ``hook()`` at shutdown, after every job has stopped."""
+        self._on_stop.append(hook)
 
     def add(self, job: PeriodicJob) -> None:
         """Register ``job`` (jobs with an interval of 0 are disabled and never run)."""
@@ -57,6 +62,11 @@ class BackgroundJobs:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        for hook in self._on_stop:
+            try:
+                await hook()
+            except Exception:
+                log.exception("shutdown hook failed")
 
 
 async def _loop(job: PeriodicJob) -> None:

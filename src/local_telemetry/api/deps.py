@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from anyio import CapacityLimiter, to_thread
 from fastapi import Request
@@ -15,6 +15,9 @@ from local_telemetry.config import GitPlatform, Settings
 from local_telemetry.ingest import GroupCommitWriter
 from local_telemetry.pii import Scrubber
 from local_telemetry.storage.base import Store, StoreInfo
+
+if TYPE_CHECKING:
+    from local_telemetry.api.alerts import AlertEngine
 
 T = TypeVar("T")
 
@@ -35,6 +38,7 @@ class AppState:
     scrubber: Scrubber | None = None  # None: PII scrubbing off (no call on ingest)
     store_info: StoreInfo | None = None  # read once at start-up: modes do not change
     jobs: BackgroundJobs = field(default_factory=BackgroundJobs)  # periodic server jobs
+    alert_engine: AlertEngine | None = None  # set by api.alerts.install
     _read_limiter: CapacityLimiter | None = field(default=None, repr=False)
 
     async def info(self) -> StoreInfo:

@@ -6,18 +6,14 @@ yields runs in chunks (``Store.iter_runs``, keyset pagination); each chunk is re
 encoded on a reader thread and sent before the next is read, so memory stays bounded
 whatever the number of rows. KPI exports flatten the groups of ``GET /api/v1/kpis``
 (same parameters): one row per group, ``status_counts`` as ``status_<name>`` columns.
+The encoders live in ``local_telemetry/exports.py`` (shared with the weekly KPI export).
 """
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from typing import Any, Literal
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
-import orjson
-import pyarrow as pa
-import pyarrow.parquet as pq
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict
@@ -26,61 +22,22 @@ from local_telemetry.api.deps import AppState, state
 from local_telemetry.api.http import Incoming, validate
 from local_telemetry.api.kpis import kpi_groups
 from local_telemetry.api.runs import incoming, public_run, query_parameters
-from local_telemetry.schemas import KpiQuery, RunQuery
-from local_telemetry.storage.base import (
-    BOOL_COLUMNS,
-    JSON_COLUMNS,
-    REAL_COLUMNS,
-    RUN_COLUMNS,
-    RunFilter,
+from local_telemetry.exports import (
+    Encoder,
+    ExportFormat,
+    flatten_kpi_groups,
+    kpi_encoder,
+    run_encoder,
 )
+from local_telemetry.schemas import KpiQuery, RunQuery
+from local_telemetry.storage.base import RunFilter
 
-ExportFormat = Literal["csv", "jsonl", "parquet"]
 CHUNK_SIZE = 5000
 MEDIA_TYPES: dict[str, str] = {
     "csv": "text/csv; charset=utf-8",
     "jsonl": "application/x-ndjson",
     "parquet": "application/vnd.apache.parquet",
 }
-EXPORT_RUN_COLUMNS: tuple[str, ...] = (*RUN_COLUMNS, "commit_url", "repo_url")
-# Integer columns of a run (the others not boolean, real or JSON are text).
-INT_COLUMNS: frozenset[str] = frozenset(
-    {
-        "items_discovered",
-        "items_succeeded",
-        "items_failed",
-        "items_skipped",
-        "duration_ms",
-        "api_retry_count",
-        "tokens_input",
-        "tokens_output",
-        "sla_target_seconds",
-    }
-)
-# Scalar KPIs of a group, in the order of GET /api/v1/kpis (status_counts flattened).
-KPI_INT_COLUMNS = ("total_runs", "completed_runs")
-KPI_COLUMNS: tuple[str, ...] = (
-    "total_runs",
-    "completed_runs",
-    "resolution_rate",
-    "escalation_rate",
-    "failure_rate",
-    "self_correction_rate",
-    "sla_hit_rate",
-    "avg_duration_ms",
-    "p50_duration_ms",
-    "p95_duration_ms",
-    "tokens_input",
-    "tokens_output",
-    "cost_usd",
-    "cost_per_resolved_run",
-    "avg_qc_score",
-    "qc_count",
-)
-KPI_INTEGERS = frozenset(
-    {"total_runs", "completed_runs", "p50_duration_ms", "p95_duration_ms"}
-    | {"tokens_input", "tokens_output", "qc_count"}
-)
 
 
 class ExportFormatQuery(BaseModel):
@@ -109,145 +66,6 @@ class KpiExportQuery(KpiQuery):
     """Documented parameters of ``GET /api/v1/export/kpis`` (OpenAPI only)."""
 
     format: ExportFormat = "csv"
-
-
-# ----- encoders: rows (dicts) to the bytes of one format, chunk by chunk -----
-
-
-def _csv_cell(column: str, value: Any) -> Any:
-    if value is None:
-        return ""
-    if column in JSON_COLUMNS or column in REAL_COLUMNS or isinstance(value, float):
-        return orjson.dumps(value).decode()
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return value
-
-
-class Encoder:
-    """Turns chunks of rows into bytes; ``finish`` gives the trailing bytes."""
-
-    def encode(self, rows: Sequence[dict[str, Any]]) -> bytes:
-        raise NotImplementedError
-
-    def finish(self) -> bytes:
-        return b""
-
-
-class CsvEncoder(Encoder):
-    """RFC 4180 CSV with a header row; null is an empty cell, JSON values JSON text,
-    booleans ``true``/``false``."""
-
-    def __init__(self, columns: Sequence[str]) -> None:
-        self.columns = tuple(columns)
-        self.header_sent = False
-
-    def encode(self, rows: Sequence[dict[str, Any]]) -> bytes:
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\r\n")
-        if not self.header_sent:
-            writer.writerow(self.columns)
-            self.header_sent = True
-        for row in rows:
-            writer.writerow([_csv_cell(c, row.get(c)) for c in self.columns])
-        return out.getvalue().encode()
-
-    def finish(self) -> bytes:
-        return self.encode(()) if not self.header_sent else b""
-
-
-class JsonLinesEncoder(Encoder):
-    """One JSON object per line."""
-
-    def encode(self, rows: Sequence[dict[str, Any]]) -> bytes:
-        return b"".join(orjson.dumps(row) + b"\n" for row in rows)
-
-
-class _Sink:
-    """A write-only file collecting what ParquetWriter writes until drained."""
-
-    def __init__(self) -> None:
-        self.parts: list[bytes] = []
-        self.position = 0
-        self.closed = False
-
-    def write(self, data: Any) -> int:
-        chunk = bytes(data)
-        self.parts.append(chunk)
-        self.position += len(chunk)
-        return len(chunk)
-
-    def tell(self) -> int:
-        return self.position
-
-    def flush(self) -> None:
-        return None
-
-    def writable(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        self.closed = True
-
-    def drain(self) -> bytes:
-        data = b"".join(self.parts)
-        self.parts.clear()
-        return data
-
-
-class ParquetEncoder(Encoder):
-    """Parquet, one row group per chunk, streamed as each group is written."""
-
-    def __init__(self, schema: pa.Schema, convert: Callable[[str, Any], Any]) -> None:
-        self.schema = schema
-        self.convert = convert
-        self.sink = _Sink()
-        self.writer = pq.ParquetWriter(self.sink, schema, compression="zstd")
-
-    def encode(self, rows: Sequence[dict[str, Any]]) -> bytes:
-        if rows:
-            columns = [
-                pa.array([self.convert(f.name, row.get(f.name)) for row in rows], type=f.type)
-                for f in self.schema
-            ]
-            self.writer.write_table(pa.Table.from_arrays(columns, schema=self.schema))
-        return self.sink.drain()
-
-    def finish(self) -> bytes:
-        self.writer.close()
-        return self.sink.drain()
-
-
-def run_arrow_type(column: str) -> pa.DataType:
-    """The Parquet column type of a run field."""
-    if column in INT_COLUMNS:
-        return pa.int64()
-    if column in REAL_COLUMNS:
-        return pa.float64()
-    if column in BOOL_COLUMNS:
-        return pa.bool_()
-    return pa.string()
-
-
-RUN_SCHEMA = pa.schema([pa.field(c, run_arrow_type(c)) for c in EXPORT_RUN_COLUMNS])
-
-
-def _run_parquet_value(column: str, value: Any) -> Any:
-    if value is None:
-        return None
-    if column in JSON_COLUMNS:
-        return orjson.dumps(value).decode()
-    if column in REAL_COLUMNS:
-        return float(value)
-    return value
-
-
-def run_encoder(export_format: str) -> Encoder:
-    if export_format == "csv":
-        return CsvEncoder(EXPORT_RUN_COLUMNS)
-    if export_format == "jsonl":
-        return JsonLinesEncoder()
-    return ParquetEncoder(RUN_SCHEMA, _run_parquet_value)
 
 
 # ----- responses -----
@@ -300,43 +118,13 @@ async def export_runs(app_state: AppState, incoming: Incoming) -> StreamingRespo
     )
 
 
-def flatten_kpi_groups(
-    groups: list[dict[str, Any]], group_by: Sequence[str]
-) -> tuple[list[str], list[dict[str, Any]]]:
-    """Columns and rows of a KPI export: group keys, scalar KPIs, ``status_<name>``."""
-    statuses = sorted({s for g in groups for s in g["status_counts"]})
-    columns = [*group_by, *KPI_COLUMNS, *(f"status_{s}" for s in statuses)]
-    rows = []
-    for group in groups:
-        row = {key: group[key] for key in (*group_by, *KPI_COLUMNS)}
-        for status in statuses:
-            row[f"status_{status}"] = group["status_counts"].get(status, 0)
-        rows.append(row)
-    return columns, rows
-
-
-def kpi_arrow_type(column: str, group_by: Sequence[str]) -> pa.DataType:
-    if column in group_by:
-        return pa.string()
-    if column in KPI_INTEGERS or column.startswith("status_"):
-        return pa.int64()
-    return pa.float64()
-
-
 async def export_kpis(app_state: AppState, incoming: Incoming) -> StreamingResponse:
     """The groups of ``GET /api/v1/kpis`` (same parameters), one row each."""
     export_format = _export_format(incoming.query)
     params, groups = await kpi_groups(app_state, incoming)
     group_by = list(params.group_by)
     columns, rows = flatten_kpi_groups(groups, group_by)
-    encoder: Encoder
-    if export_format == "csv":
-        encoder = CsvEncoder(columns)
-    elif export_format == "jsonl":
-        encoder = JsonLinesEncoder()
-    else:
-        schema = pa.schema([pa.field(c, kpi_arrow_type(c, group_by)) for c in columns])
-        encoder = ParquetEncoder(schema, lambda _c, v: v)
+    encoder = kpi_encoder(export_format, columns, group_by)
     return StreamingResponse(
         _stream(app_state, iter([rows]), encoder),
         media_type=MEDIA_TYPES[export_format],

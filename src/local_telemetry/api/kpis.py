@@ -34,11 +34,7 @@ async def kpi_groups(app_state: AppState, incoming: Incoming) -> tuple[KpiQuery,
     )
     group_by = tuple(params.group_by)
     inputs = await app_state.read(app_state.store.kpi_inputs, kpi_filter, group_by, params.tz)
-    groups = [
-        kpis.group_kpis(dict(zip(group_by, key, strict=True)), inputs[key])
-        for key in sorted(inputs)
-    ]
-    return params, groups
+    return params, kpis.groups_of(inputs, group_by)
 
 
 async def get_kpis(app_state: AppState, incoming: Incoming) -> Reply:

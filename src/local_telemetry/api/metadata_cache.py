@@ -44,6 +44,12 @@ class MetadataCache:
                 self._loaded_at = self._clock()
         return agents, job_types, False
 
+    def invalidate(self) -> None:
+        """Drop the cached answer (runs were deleted: a name may be gone)."""
+        with self._lock:
+            self._value = None
+            self._generation += 1
+
     def observe(self, agent_name: str, job_type: str) -> None:
         """Drop the cached answer if this committed run brings a name it lacks."""
         agents, job_types = self._names

@@ -176,7 +176,110 @@ class AddQc:
     review: dict[str, Any]
 
 
-WriteOp = InsertRuns | UpdateRun | AppendEvents | UpsertAgentRun | AddQc
+@dataclass(frozen=True)
+class RetentionCounts:
+    """What one retention write changed: runs, events and QC reviews (or notes)."""
+
+    runs: int = 0
+    events: int = 0
+    qc: int = 0
+
+
+@dataclass(frozen=True)
+class BlankPayloads:
+    """Blank the raw payloads of the runs of ``event_ids`` that started before
+    ``started_before`` (stored UTC form; checked again inside the transaction).
+
+    Sets ``error_details``, ``metrics_json`` and ``context_json`` to NULL, deletes the
+    runs' events and sets the ``notes`` of their QC reviews to NULL. Every KPI input
+    (status, times, ``duration_ms``, outcome fields, QC scores), ``error_summary`` and
+    ``updated_at`` stay. Result: a :class:`RetentionCounts` with ``runs`` that had
+    anything removed, ``events`` deleted and ``qc`` notes blanked.
+    """
+
+    event_ids: Sequence[str]
+    started_before: str
+
+
+@dataclass(frozen=True)
+class DeleteRuns:
+    """Delete the runs of ``event_ids`` that started before ``started_before`` (checked
+    again inside the transaction), with their events and QC reviews; the per-agent and
+    hourly run counts go down with them. Result: a :class:`RetentionCounts` with
+    ``runs``, ``events`` and ``qc`` reviews deleted.
+    """
+
+    event_ids: Sequence[str]
+    started_before: str
+
+
+@dataclass(frozen=True)
+class ReclaimSpace:
+    """Give up to ``max_pages`` free pages of the database back to the file system.
+
+    Result: how many pages were freed (0 when none are free or the store cannot).
+    """
+
+    max_pages: int
+
+
+ALERT_COLUMNS: tuple[str, ...] = (
+    "id",
+    "rule_name",
+    "kind",
+    "agent_name",
+    "state",
+    "value",
+    "baseline",
+    "threshold",
+    "sample_runs",
+    "message",
+    "fired_at",
+    "resolved_at",
+    "updated_at",
+)
+"""Fields of an alert (one firing episode of a rule for an agent), as the API returns them."""
+
+
+@dataclass(frozen=True)
+class SaveAlertRules:
+    """Replace the stored alert rules with ``rules`` (JSON-able dicts). Result: ``None``."""
+
+    rules: Sequence[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class RecordAlerts:
+    """Alert state changes of one evaluation, applied together.
+
+    ``fire``: new alerts (``rule_name``, ``kind``, ``agent_name``, ``threshold``,
+    ``value``, ``baseline``, ``sample_runs``, ``message``), stored firing unless that
+    rule/agent pair already has an open alert. ``resolve``: open alerts (``id`` and their
+    final numbers) to close now. ``refresh``: open alerts (``id`` and current numbers) to
+    update. Result: the alerts that changed state, fired ones first, each a dict of
+    ``ALERT_COLUMNS`` as stored.
+    """
+
+    fire: Sequence[dict[str, Any]] = ()
+    resolve: Sequence[dict[str, Any]] = ()
+    refresh: Sequence[dict[str, Any]] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.fire or self.resolve or self.refresh)
+
+
+WriteOp = (
+    InsertRuns
+    | UpdateRun
+    | AppendEvents
+    | UpsertAgentRun
+    | AddQc
+    | BlankPayloads
+    | DeleteRuns
+    | ReclaimSpace
+    | SaveAlertRules
+    | RecordAlerts
+)
 
 RunJSON = tuple[str, str | None, str | None]
 """A run serialized by the store: (JSON object text, git_repo, git_commit_hash)."""
@@ -237,6 +340,57 @@ class KpiInputs:
     qc_score_sum: int = 0
     qc_count: int = 0
     durations_ms: list[int] = field(default_factory=list)
+
+    def add_run(self, run: dict[str, Any]) -> None:
+        """Count one run given as a dict of ``status``, ``resolution``,
+        ``self_corrected``, ``end_time``, ``sla_target_seconds``, ``kpi_duration_ms``
+        (its effective duration or ``None``), ``tokens_input``, ``tokens_output`` and
+        ``cost_usd`` (for stores that aggregate in Python rather than in SQL)."""
+        self.total_runs += 1
+        status = run["status"]
+        self.status_counts[status] = self.status_counts.get(status, 0) + 1
+        resolution = run["resolution"]
+        if resolution is not None:
+            self.with_resolution += 1
+            self.resolved += resolution == "resolved"
+            self.escalated += resolution == "escalated"
+        if run["self_corrected"] is not None:
+            self.self_corrected_set += 1
+            self.self_corrected += bool(run["self_corrected"])
+        duration = run["kpi_duration_ms"]
+        target = run["sla_target_seconds"]
+        if run["end_time"] is not None and target is not None:
+            self.sla_measured += 1
+            self.sla_hits += duration is not None and duration <= target * 1000
+        self.tokens_input += run["tokens_input"] or 0
+        self.tokens_output += run["tokens_output"] or 0
+        self.cost_usd += run["cost_usd"] or 0.0
+        if duration is not None:
+            self.durations_ms.append(int(duration))
+
+
+@dataclass(frozen=True)
+class AlertFilter:
+    """Filters of an alert listing (newest ``fired_at`` first)."""
+
+    state: str | None = None
+    rule_name: str | None = None
+    agent_name: str | None = None
+    limit: int = 100
+    offset: int = 0
+
+
+@dataclass(frozen=True)
+class RetentionPage:
+    """One page of a retention scan (``Store.retention_candidates``).
+
+    ``event_ids``: the runs of the page the sweep acts on. ``after``: the key
+    (start_time, position) of the last run examined, to pass for the next page; ``None``
+    when no run is left.
+    """
+
+    event_ids: list[str]
+    after: tuple[str, int] | None
 
 
 @dataclass
@@ -312,6 +466,27 @@ class Store(Protocol):
         name, in that order (``()`` for one overall group). ``day`` ("YYYY-MM-DD") and
         ``week`` ("YYYY-Www", ISO) are those of ``start_time`` in the IANA zone ``tz``.
         Groups without runs are absent."""
+
+    def recent_kpi_inputs(self, agent_name: str, limit: int) -> KpiInputs:
+        """KPI inputs (without QC) of the agent's ``limit`` most recently recorded runs
+        (highest ``created_at``); alert rules with a run-count window use them."""
+
+    def get_alert_rules(self) -> list[dict[str, Any]] | None:
+        """The stored alert rules; ``None`` when none were ever saved (built-ins apply)."""
+
+    def list_alerts(self, alert_filter: AlertFilter) -> list[dict[str, Any]]:
+        """Alerts matching the filter, newest ``fired_at`` first, as ``ALERT_COLUMNS``."""
+
+    def open_alerts(self) -> list[dict[str, Any]]:
+        """Every alert whose state is ``firing``."""
+
+    def retention_candidates(
+        self, started_before: str, after: tuple[str, int] | None, limit: int, payloads: bool
+    ) -> RetentionPage:
+        """One keyset page of the runs with ``start_time < started_before``: at most
+        ``limit`` runs examined in (start_time, position) order after ``after``; those
+        whose payload a :class:`BlankPayloads` would change (``payloads``), or all of
+        them (for :class:`DeleteRuns`). A short read: no transaction is held."""
 
     def info(self) -> StoreInfo:
         """Backend facts for health and metrics endpoints."""

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from local_telemetry import kpis
+from local_telemetry.storage import sqlite_alerts, sqlite_retention
 from local_telemetry.storage.base import (
     AGENT_OUTCOME_COLUMNS,
     BOOL_COLUMNS,
@@ -32,14 +33,21 @@ from local_telemetry.storage.base import (
     REAL_COLUMNS,
     RUN_COLUMNS,
     AddQc,
+    AlertFilter,
     AppendEvents,
+    BlankPayloads,
+    DeleteRuns,
     EndsBeforeStart,
     InsertRuns,
     KpiFilter,
     KpiInputs,
+    ReclaimSpace,
+    RecordAlerts,
+    RetentionPage,
     RunConflict,
     RunFilter,
     RunJSON,
+    SaveAlertRules,
     StoreInfo,
     UpdateRun,
     UpsertAgentRun,
@@ -452,26 +460,45 @@ _UTC_NAMES = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Zulu", "Etc/Zulu", 
 _MAX_OFFSET_SPANS = 400
 
 
+# A KPI query over days or weeks aggregates its range piece by piece (see kpi_inputs):
+# at most about this many pieces of whole local days.
+_MAX_PIECES = 64
+_UTC_DAY = "substr(r.start_time, 1, 10)"
+_LOCAL_DAY = "date(substr(r.start_time, 1, 19), ?)"
+# (lower bound of start_time or None, upper bound or None, SQL of the local date, params)
+_Piece = tuple[str | None, str | None, str, list[Any]]
+
+
 def _local_date_sql(
     conn: sqlite3.Connection, kpi_filter: KpiFilter, tz: str
-) -> tuple[str, list[Any]] | None:
-    """SQL of a run's local date ("YYYY-MM-DD") in ``tz``: ``date()`` of start_time plus
-    the offset in force then (a CASE over the zone's offset changes in the range).
-    ``None`` when the range's bounds are not timestamps or it has too many changes."""
-    if tz in _UTC_NAMES:
-        return "substr(r.start_time, 1, 10)", []
+) -> tuple[tuple[str, list[Any]], list[_Piece]] | None:
+    """SQL of a run's local date ("YYYY-MM-DD") in ``tz`` over the whole range: ``date()``
+    of start_time plus the offset in force then (a CASE over the zone's offset changes in
+    the range; ``substr`` in UTC). And the range, from its first run to its last, cut at
+    local midnights into at most about ``_MAX_PIECES`` pieces of whole local days (see
+    ``kpis.day_pieces``), each with its SQL of the local date: for one offset in force
+    throughout the piece, ``date()`` plus that offset (what the CASE gives there, for
+    any text), else the CASE. ``None`` when the range's bounds are not timestamps or it
+    has too many changes (not in UTC)."""
+    utc = tz in _UTC_NAMES
+    whole: list[_Piece] = [(None, None, _UTC_DAY, [])]
     where, params = _kpi_where(kpi_filter)
-    low, high = conn.execute(
-        f"SELECT MIN(r.start_time), MAX(r.start_time) FROM agent_runs r {where}", params
-    ).fetchone()
+    bounds = [
+        conn.execute(
+            f"SELECT {edge}(r.start_time) FROM agent_runs r INDEXED BY idx_runs_kpi {where}",
+            params,
+        ).fetchone()[0]
+        for edge in ("MIN", "MAX")
+    ]
+    low, high = bounds
     if low is None:
-        return "substr(r.start_time, 1, 10)", []  # no runs: any expression will do
+        return (_UTC_DAY, []), whole  # no runs: any expression will do
     try:
         first, last = parse_instant(low), parse_instant(high)
     except (TimestampError, ValueError):
-        return None
-    spans = kpis.offset_spans(kpis.zone(tz), first, last)
-    if len(spans) > _MAX_OFFSET_SPANS:
+        return ((_UTC_DAY, []), whole) if utc else None
+    spans = [(first, 0)] if utc else kpis.offset_spans(kpis.zone(tz), first, last)
+    if len(spans) > _MAX_OFFSET_SPANS and not utc:
         return None
     cases = " ".join("WHEN r.start_time < ? THEN ?" for _ in spans[1:])
     values: list[Any] = []
@@ -479,15 +506,37 @@ def _local_date_sql(
         values += [to_stored(change), f"{offset:+d} seconds"]
     values.append(f"{spans[-1][1]:+d} seconds")
     shift = f"CASE {cases} ELSE ? END" if cases else "?"
-    return f"date(substr(r.start_time, 1, 19), {shift})", values
+    whole_sql = _UTC_DAY if utc else f"date(substr(r.start_time, 1, 19), {shift})"
+    days = (last - first).days + 1
+    cuts = kpis.day_pieces(spans, last, max(1, -(-days // _MAX_PIECES)))
+    edges = [None, *(to_stored(at) for at, _ in cuts[1:]), None]
+    pieces: list[_Piece] = []
+    for (lower, upper), (_, fixed) in zip(itertools.pairwise(edges), cuts, strict=True):
+        if utc:
+            pieces.append((lower, upper, _UTC_DAY, []))
+        elif fixed is None:  # the offset changes within the piece
+            pieces.append((lower, upper, whole_sql, values))
+        else:
+            pieces.append((lower, upper, _LOCAL_DAY, [f"{fixed:+d} seconds"]))
+    return (whole_sql, [] if utc else values), pieces
 
 
-def _kpi_where(kpi_filter: KpiFilter) -> tuple[str, list[Any]]:
+def _kpi_where(
+    kpi_filter: KpiFilter, lower: str | None = None, upper: str | None = None
+) -> tuple[str, list[Any]]:
+    """WHERE clause of the filter's runs; with ``lower``/``upper``, of those whose
+    start_time is also >= ``lower`` and < ``upper`` (one bound per side, the tighter: the
+    index range is then the piece's alone)."""
     clauses: list[str] = []
     params: list[Any] = []
+    start_from, start_to = kpi_filter.start_time_from, kpi_filter.start_time_to
+    if lower is not None and (start_from is None or lower > start_from):
+        start_from = lower
+    if upper is not None and (start_to is None or upper < start_to):
+        start_to = upper
     for column, value, operator in (
-        ("start_time", kpi_filter.start_time_from, ">="),
-        ("start_time", kpi_filter.start_time_to, "<"),
+        ("start_time", start_from, ">="),
+        ("start_time", start_to, "<"),
         ("agent_name", kpi_filter.agent_name, "="),
         ("job_type", kpi_filter.job_type, "="),
     ):
@@ -515,6 +564,23 @@ def _add_kpi_row(inputs: KpiInputs, values: Sequence[Any]) -> None:
     inputs.cost_usd += cost
     if durations:
         inputs.durations_ms.extend(map(int, durations.split(",")))
+
+
+def _alert_write(conn: sqlite3.Connection, op: SaveAlertRules | RecordAlerts) -> Any:
+    """Apply an alert write in a savepoint of its own: all of it, or none of it."""
+    conn.execute("SAVEPOINT alerts")
+    try:
+        if isinstance(op, SaveAlertRules):
+            sqlite_alerts.save_rules(conn, op)
+            result: Any = None
+        else:
+            result = sqlite_alerts.record_alerts(conn, op)
+    except (sqlite3.IntegrityError, ValueError, TypeError, KeyError) as exc:
+        conn.execute("ROLLBACK TO alerts")
+        conn.execute("RELEASE alerts")
+        return exc
+    conn.execute("RELEASE alerts")
+    return result
 
 
 class SQLiteStore:
@@ -605,6 +671,16 @@ class SQLiteStore:
                     continue
                 if isinstance(op, AddQc):
                     results.append(self._add_qc_or_error(conn, op))
+                    index += 1
+                    continue
+                if isinstance(op, BlankPayloads | DeleteRuns | ReclaimSpace):
+                    counts.write(conn)  # a run deleted below must be counted first
+                    counts = _NewRunCounts()
+                    results.append(sqlite_retention.apply_op(conn, op))
+                    index += 1
+                    continue
+                if isinstance(op, SaveAlertRules | RecordAlerts):
+                    results.append(_alert_write(conn, op))
                     index += 1
                     continue
                 inserts: list[InsertRuns] = []
@@ -848,11 +924,21 @@ class SQLiteStore:
         SQLite aggregates per (agent_name, job_type, local date of start_time, status)
         as far as the grouping needs them, from the covering index ``idx_runs_kpi``
         whose ``kpi_duration_ms`` (migration 4) is each run's KPI duration, durations as
-        one ``group_concat`` per row; the local date is ``date()`` of start_time plus
-        the zone's offset then (see ``_local_date_sql``). Python maps dates to weeks
-        and merges. QC reviews are summed by a second
-        query in the same read transaction. No rollup is kept, so late PATCHes are
-        always reflected.
+        one ``group_concat`` per row. Grouped by day or week, the range (from the first
+        to the last run the filters select) is aggregated piece by piece: at most
+        ``_MAX_PIECES`` pieces of whole local days, one query each, since a GROUP BY sorts
+        its rows and sorting a few thousand rows at a time is far cheaper than sorting
+        all of them at once. In a piece with one UTC offset throughout, a run's local
+        date is ``date()`` of start_time plus that offset (``substr`` in UTC; see
+        ``_local_date_sql``): the value the CASE over the zone's offset changes gives
+        there, for every text; a piece with a change of offset inside keeps the CASE. A
+        local day is never split, so each SQL group holds the same rows as one query over
+        the whole range would (when the range's bounds are no timestamps or the zone has
+        too many changes, one query over the whole range, as before). Python maps dates to
+        weeks and merges the
+        pieces' rows. QC reviews are summed by one more query (the CASE) in the same read
+        transaction, skipped when there are none. No rollup is kept, so late PATCHes and
+        deletes are always reflected.
         """
         zone = kpis.zone(tz)
         columns: list[str] = [c for c in ("agent_name", "job_type") if c in group_by]
@@ -861,18 +947,19 @@ class SQLiteStore:
         conn = self._reader()
         conn.execute("BEGIN")  # one snapshot for every query below
         try:
-            slot_params: list[Any] = []
+            qc_slot: tuple[str, list[Any]] = ("", [])
+            pieces: list[_Piece] = [(None, None, "", [])]
             local_dates = True  # the slot column is the local date itself
             if bucketed:
                 found = _local_date_sql(conn, kpi_filter, tz)
                 if found is not None:
-                    slot_sql, slot_params = found
+                    qc_slot, pieces = found
                 else:
                     local_dates = False
                     slot_sql = _SLOT_HOUR if kpis.whole_hour_zone(tz) else _SLOT_QUARTER
-                select.append(slot_sql)
+                    qc_slot, pieces = (slot_sql, []), [(None, None, slot_sql, [])]
             return self._kpi_groups(
-                conn, kpi_filter, group_by, columns, select, slot_params, local_dates, zone
+                conn, kpi_filter, group_by, columns, select, pieces, qc_slot, local_dates, zone
             )
         finally:
             conn.execute("COMMIT")
@@ -884,32 +971,30 @@ class SQLiteStore:
         group_by: Sequence[str],
         columns: list[str],
         select: list[str],
-        slot_params: list[Any],
+        pieces: list[_Piece],
+        qc_slot: tuple[str, list[Any]],
         local_dates: bool,
         zone: ZoneInfo,
     ) -> dict[tuple[str, ...], KpiInputs]:
-        """The queries of ``kpi_inputs`` (inside its read transaction)."""
-        bucketed = len(select) > len(columns)
-        width = len(select)
+        """The queries of ``kpi_inputs`` (inside its read transaction): the runs' per
+        piece (the slot column's SQL is the piece's; none when not bucketed), then QC."""
+        bucketed = bool(qc_slot[0])
+        width = len(select) + bucketed
         where, params = _kpi_where(kpi_filter)
         group = f"GROUP BY {', '.join(str(i + 1) for i in range(width + 1))}"
-        keys_sql = "".join(f"{c}, " for c in select)
-        runs_sql = (
-            f"SELECT {keys_sql}r.status, COUNT(*),"
+        aggregates = (
+            "r.status, COUNT(*),"
             " SUM(r.resolution = 'resolved'), SUM(r.resolution = 'escalated'),"
             " COUNT(r.resolution), SUM(r.self_corrected = 1), COUNT(r.self_corrected),"
             " SUM(r.kpi_duration_ms <= r.sla_target_seconds * 1000 AND r.end_time IS NOT NULL),"
             " SUM(r.end_time IS NOT NULL AND r.sla_target_seconds IS NOT NULL),"
             " TOTAL(r.tokens_input), TOTAL(r.tokens_output), TOTAL(r.cost_usd),"
             " group_concat(r.kpi_duration_ms)"
-            # The planner does not see that the index covers the generated column.
-            f" FROM agent_runs r INDEXED BY idx_runs_kpi {where} {group}"
         )
-        qc_group = f"GROUP BY {', '.join(str(i + 1) for i in range(width))}" if width else ""
-        qc_sql = (
-            f"SELECT {keys_sql}SUM(q.score), COUNT(*) FROM agent_qc q"
-            f" JOIN agent_runs r ON r.event_id = q.event_id {where} {qc_group}"
-        )
+
+        def keys_sql(slot_sql: str) -> str:
+            return "".join(f"{c}, " for c in [*select, *([slot_sql] if bucketed else [])])
+
         slots: dict[str, tuple[str, str]] = {}
 
         def key_of(values: Sequence[Any]) -> tuple[str, ...]:
@@ -930,20 +1015,61 @@ class SQLiteStore:
             return tuple(str(named[name]) for name in group_by)
 
         groups: dict[tuple[str, ...], KpiInputs] = {}
-        run_rows = conn.execute(runs_sql, [*slot_params, *params]).fetchall()
-        qc_rows = conn.execute(qc_sql, [*slot_params, *params]).fetchall()
-        for row in run_rows:
-            key = key_of(row[:width])
-            inputs = groups.get(key)
-            if inputs is None:
-                inputs = groups[key] = KpiInputs()
-            _add_kpi_row(inputs, row[width:])
-        for row in qc_rows:
+        for lower, upper, slot_sql, slot_params in pieces:
+            piece_where, piece_params = _kpi_where(kpi_filter, lower, upper)
+            runs_sql = (
+                f"SELECT {keys_sql(slot_sql)}{aggregates}"
+                # The planner does not see that the index covers the generated column.
+                f" FROM agent_runs r INDEXED BY idx_runs_kpi {piece_where} {group}"
+            )
+            for row in conn.execute(runs_sql, [*slot_params, *piece_params]):
+                key = key_of(row[:width])
+                inputs = groups.get(key)
+                if inputs is None:
+                    inputs = groups[key] = KpiInputs()
+                _add_kpi_row(inputs, row[width:])
+        # Reviews count only for runs in a group. The planner walks the selected runs and
+        # looks up each one's reviews; with fewer reviews (ids are never reused, so the
+        # highest id bounds their number) than selected runs, walking the reviews and
+        # looking up each one's run is cheaper (CROSS JOIN keeps that order): same rows.
+        reviews = conn.execute("SELECT MAX(id) FROM agent_qc").fetchone()[0] if groups else None
+        if reviews is None:
+            return groups
+        selected = sum(inputs.total_runs for inputs in groups.values())
+        join = "CROSS JOIN" if reviews < selected else "JOIN"
+        qc_group = f"GROUP BY {', '.join(str(i + 1) for i in range(width))}" if width else ""
+        qc_sql = (
+            f"SELECT {keys_sql(qc_slot[0])}SUM(q.score), COUNT(*) FROM agent_qc q"
+            f" {join} agent_runs r ON r.event_id = q.event_id {where} {qc_group}"
+        )
+        for row in conn.execute(qc_sql, [*qc_slot[1], *params]):
             qc_inputs = groups.get(key_of(row[:width]))
             if qc_inputs is not None:
                 qc_inputs.qc_score_sum += row[width] or 0
                 qc_inputs.qc_count += row[width + 1]
         return groups
+
+    def recent_kpi_inputs(self, agent_name: str, limit: int) -> KpiInputs:
+        """KPI inputs of the agent's last ``limit`` recorded runs (see the protocol)."""
+        return sqlite_alerts.recent_kpi_inputs(self._reader(), agent_name, limit)
+
+    def get_alert_rules(self) -> list[dict[str, Any]] | None:
+        """The stored alert rules, or ``None`` (built-ins apply)."""
+        return sqlite_alerts.get_rules(self._reader())
+
+    def list_alerts(self, alert_filter: AlertFilter) -> list[dict[str, Any]]:
+        """Alerts matching ``alert_filter``, newest first."""
+        return sqlite_alerts.list_alerts(self._reader(), alert_filter)
+
+    def open_alerts(self) -> list[dict[str, Any]]:
+        """Every firing alert."""
+        return sqlite_alerts.open_alerts(self._reader())
+
+    def retention_candidates(
+        self, started_before: str, after: tuple[str, int] | None, limit: int, payloads: bool
+    ) -> RetentionPage:
+        """A page of runs a retention sweep acts on (see ``Store.retention_candidates``)."""
+        return sqlite_retention.candidates(self._reader(), started_before, after, limit, payloads)
 
     def info(self) -> StoreInfo:
         """Backend, file and the journal/synchronous modes actually in force."""

@@ -381,9 +381,27 @@ def applied_version(conn: sqlite3.Connection) -> int:
     return int(row[0] or 0)
 
 
+def use_incremental_vacuum(conn: sqlite3.Connection) -> None:
+    """Create a new database (no tables yet) with ``auto_vacuum = INCREMENTAL``, so the
+    retention sweeper can give freed pages back (``PRAGMA incremental_vacuum``).
+
+    The mode is fixed once a table exists: a database created before this keeps its
+    mode (its free pages are reused by new rows; a one-off ``VACUUM`` after
+    ``PRAGMA auto_vacuum = INCREMENTAL`` converts it). Switching to WAL already wrote the
+    header of a new file, so there the mode takes effect through ``VACUUM`` of the still
+    empty database, which costs nothing.
+    """
+    if conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is not None:
+        return
+    conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+    if int(conn.execute("PRAGMA auto_vacuum").fetchone()[0]) != 2:
+        conn.execute("VACUUM")
+
+
 def migrate(conn: sqlite3.Connection) -> list[int]:
     """Apply pending migrations, each in its own transaction; return the versions applied."""
     done: list[int] = []
+    use_incremental_vacuum(conn)
     conn.execute("BEGIN IMMEDIATE")
     try:
         current = applied_version(conn)
