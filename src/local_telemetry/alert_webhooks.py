@@ -24,6 +24,7 @@ import httpx
 import orjson
 
 from local_telemetry import __version__
+from local_telemetry.api.background import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +97,7 @@ class WebhookSender:
     async def stop(self) -> None:
         """Stop delivering (what is still queued is dropped) and close the client."""
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(tasks)
         pending = sum(queue.qsize() for queue in self._queues.values())
         if pending:
             self.stats.dropped += pending

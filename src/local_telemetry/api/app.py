@@ -124,6 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         run_days=settings.retention_run_days,
         on_runs_deleted=app_state.metadata.invalidate,
     )
+    app_state.retention = retention  # one sweeper (one lock) for the job and the endpoint
     if retention.enabled:
         interval = settings.retention_interval_seconds
         # First sweep a little after start-up (at most a minute), then every interval.
@@ -169,7 +170,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.local_telemetry = app_state
-    app.state.retention = retention  # shared by the job and the endpoint (one lock)
     install_error_handlers(app)
     app.include_router(system.router)
     app.include_router(runs.router)

@@ -57,16 +57,21 @@ class BackgroundJobs:
     async def stop(self) -> None:
         """Cancel every job's task and wait until each has ended."""
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(tasks)
         for hook in self._on_stop:
             try:
                 await hook()
             except Exception:
                 log.exception("shutdown hook failed")
+
+
+async def cancel_and_wait(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel ``tasks`` and wait until each has ended."""
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def _loop(job: PeriodicJob) -> None:

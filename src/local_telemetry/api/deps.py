@@ -18,6 +18,7 @@ from local_telemetry.storage.base import Store, StoreInfo
 
 if TYPE_CHECKING:
     from local_telemetry.api.alerts import AlertEngine
+    from local_telemetry.retention import RetentionSweeper
 
 T = TypeVar("T")
 
@@ -39,6 +40,7 @@ class AppState:
     store_info: StoreInfo | None = None  # read once at start-up: modes do not change
     jobs: BackgroundJobs = field(default_factory=BackgroundJobs)  # periodic server jobs
     alert_engine: AlertEngine | None = None  # set by api.alerts.install
+    retention: RetentionSweeper | None = None  # shared by the sweep job and endpoint
     _read_limiter: CapacityLimiter | None = field(default=None, repr=False)
 
     async def info(self) -> StoreInfo:

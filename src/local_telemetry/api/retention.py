@@ -1,7 +1,7 @@
 """``POST /api/v1/retention/sweep``: run one retention sweep now.
 
 The sweep uses the configured limits (``TELEMETRY_RETENTION_PAYLOAD_DAYS``,
-``TELEMETRY_RETENTION_RUN_DAYS``) and the sweeper ``create_app`` keeps on ``app.state``,
+``TELEMETRY_RETENTION_RUN_DAYS``) and the sweeper ``create_app`` keeps on the ``AppState``,
 so it never overlaps the periodic retention job. A write endpoint under ``/api/``:
 bearer auth covers it when enabled.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
+from local_telemetry.api.deps import state
 from local_telemetry.api.http import ApiError, JSONBody
 from local_telemetry.retention import RetentionSweeper
 
@@ -34,7 +35,8 @@ class RetentionSweepResult(BaseModel):
 
 def sweeper(request: Request) -> RetentionSweeper:
     """The application's :class:`RetentionSweeper`."""
-    found: RetentionSweeper = request.app.state.retention
+    found = state(request).retention
+    assert found is not None  # create_app always makes one
     return found
 
 

@@ -54,6 +54,7 @@ from local_telemetry.storage.base import (
     WriteOp,
 )
 from local_telemetry.storage.migrations import sqlite as migrations
+from local_telemetry.storage.sqlite_tx import isolated
 from local_telemetry.timestamps import TimestampError, now_stored, parse_instant, to_stored
 
 WRITER_CACHE_KIB = 64 * 1024
@@ -568,19 +569,9 @@ def _add_kpi_row(inputs: KpiInputs, values: Sequence[Any]) -> None:
 
 def _alert_write(conn: sqlite3.Connection, op: SaveAlertRules | RecordAlerts) -> Any:
     """Apply an alert write in a savepoint of its own: all of it, or none of it."""
-    conn.execute("SAVEPOINT alerts")
-    try:
-        if isinstance(op, SaveAlertRules):
-            sqlite_alerts.save_rules(conn, op)
-            result: Any = None
-        else:
-            result = sqlite_alerts.record_alerts(conn, op)
-    except (sqlite3.IntegrityError, ValueError, TypeError, KeyError) as exc:
-        conn.execute("ROLLBACK TO alerts")
-        conn.execute("RELEASE alerts")
-        return exc
-    conn.execute("RELEASE alerts")
-    return result
+    if isinstance(op, SaveAlertRules):
+        return isolated(conn, "alerts", lambda: sqlite_alerts.save_rules(conn, op))
+    return isolated(conn, "alerts", lambda: sqlite_alerts.record_alerts(conn, op))
 
 
 class SQLiteStore:
@@ -736,15 +727,7 @@ class SQLiteStore:
         conn: sqlite3.Connection, op: UpsertAgentRun, counts: _NewRunCounts
     ) -> Any:
         """The run and its reviews in a savepoint: all of the operation, or none of it."""
-        conn.execute("SAVEPOINT agent_run")
-        try:
-            result = _upsert_agent_run(conn, op, counts)
-        except (sqlite3.IntegrityError, ValueError, TypeError, KeyError) as exc:
-            conn.execute("ROLLBACK TO agent_run")
-            conn.execute("RELEASE agent_run")
-            return exc
-        conn.execute("RELEASE agent_run")
-        return result
+        return isolated(conn, "agent_run", lambda: _upsert_agent_run(conn, op, counts))
 
     @staticmethod
     def _add_qc_or_error(conn: sqlite3.Connection, op: AddQc) -> Any:

@@ -20,6 +20,7 @@ from local_telemetry.storage.base import (
     RetentionCounts,
     RetentionPage,
 )
+from local_telemetry.storage.sqlite_tx import isolated
 
 PAYLOAD_COLUMNS: tuple[str, ...] = ("error_details", "metrics_json", "context_json")
 """Run columns a payload sweep sets to NULL (none of them is a KPI input)."""
@@ -166,18 +167,8 @@ RetentionOp = BlankPayloads | DeleteRuns | ReclaimSpace
 def apply_op(conn: sqlite3.Connection, op: RetentionOp) -> RetentionCounts | int | Exception:
     """Apply one retention operation in a savepoint of the writer's transaction: all of
     it or none; a constraint or value error is returned (as ``Store.apply`` does)."""
-    conn.execute("SAVEPOINT retention")
-    try:
-        result: RetentionCounts | int
-        if isinstance(op, ReclaimSpace):
-            result = reclaim_space(conn, op.max_pages)
-        elif isinstance(op, BlankPayloads):
-            result = blank_payloads(conn, op)
-        else:
-            result = delete_runs(conn, op)
-    except (sqlite3.IntegrityError, ValueError) as exc:
-        conn.execute("ROLLBACK TO retention")
-        conn.execute("RELEASE retention")
-        return exc
-    conn.execute("RELEASE retention")
-    return result
+    if isinstance(op, ReclaimSpace):
+        return isolated(conn, "retention", lambda: reclaim_space(conn, op.max_pages))
+    if isinstance(op, BlankPayloads):
+        return isolated(conn, "retention", lambda: blank_payloads(conn, op))
+    return isolated(conn, "retention", lambda: delete_runs(conn, op))
