@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp
 
-from local_telemetry import API_VERSION, __version__
+from local_telemetry import API_VERSION, __version__, dashboard
 from local_telemetry.alerts import AlertRule
 from local_telemetry.api import agent_runs, alerts, exports, kpis, runs, system
 from local_telemetry.api import retention as retention_api
@@ -178,5 +178,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(exports.router)
     app.include_router(alerts.router)
     app.include_router(retention_api.router)
+    dashboard.install(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

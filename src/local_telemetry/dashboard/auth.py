@@ -1,0 +1,185 @@
+"""Dashboard sign-in and CSRF protection.
+
+When ``TELEMETRY_API_AUTH_ENABLED`` is on, every dashboard page needs a session: a
+request without one is redirected to ``/login`` (htmx requests get 401 with an
+``HX-Redirect``), and nothing stored is rendered before. ``/login`` takes the API token
+and sets ``lt_session``: HttpOnly, SameSite=Strict, ``expiry.nonce.signature`` signed
+with HMAC-SHA256 under a key derived from the token, so sessions survive restarts and
+end when the token changes. Forms (QC review, sign-in, sign-out) carry a CSRF token that
+must equal the browser's ``lt_csrf`` cookie (double submit; the cookie is HttpOnly and
+SameSite=Strict), and POSTs whose ``Origin`` names another host are refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Callable
+from urllib.parse import urlencode, urlsplit
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+
+from local_telemetry.api.deps import state
+from local_telemetry.dashboard.web import read_form, render
+
+SESSION_COOKIE = "lt_session"
+CSRF_COOKIE = "lt_csrf"
+SESSION_SECONDS = 12 * 3600
+CookieSetter = Callable[[Response], None]
+
+
+class LoginRequired(Exception):
+    """The page needs a session; the handler redirects to ``/login``."""
+
+    def __init__(self, next_url: str) -> None:
+        super().__init__(next_url)
+        self.next_url = next_url
+
+
+class CsrfRejected(Exception):
+    """A form came without the right CSRF token (or from another origin): 403."""
+
+
+def _key(token: str) -> bytes:
+    return hashlib.sha256(b"local-telemetry dashboard session\x00" + token.encode()).digest()
+
+
+def _sign(token: str, payload: str) -> str:
+    return hmac.new(_key(token), payload.encode(), hashlib.sha256).hexdigest()
+
+
+def new_session(token: str, now: float | None = None) -> str:
+    """A session cookie value valid for ``SESSION_SECONDS``."""
+    expiry = int((now if now is not None else time.time()) + SESSION_SECONDS)
+    payload = f"{expiry}.{secrets.token_hex(16)}"
+    return f"{payload}.{_sign(token, payload)}"
+
+
+def session_valid(token: str, value: str | None, now: float | None = None) -> bool:
+    """Whether ``value`` is an unexpired session signed for ``token``."""
+    if not value or value.count(".") != 2:
+        return False
+    expiry, nonce, signature = value.split(".")
+    if not expiry.isdigit() or int(expiry) < (now if now is not None else time.time()):
+        return False
+    return hmac.compare_digest(signature, _sign(token, f"{expiry}.{nonce}"))
+
+
+def _cookie(response: Response, request: Request, name: str, value: str, age: int) -> None:
+    response.set_cookie(
+        name,
+        value,
+        max_age=age,
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+
+
+def csrf_token(request: Request) -> tuple[str, CookieSetter | None]:
+    """This browser's CSRF token, and a setter for its cookie when it has none yet."""
+    existing = request.cookies.get(CSRF_COOKIE, "")
+    if len(existing) == 43 and existing.replace("-", "").replace("_", "").isalnum():
+        return existing, None
+    token = secrets.token_urlsafe(32)
+    return token, lambda response: _cookie(response, request, CSRF_COOKIE, token, 86400 * 30)
+
+
+def _same_origin(request: Request) -> bool:
+    origin = request.headers.get("origin")
+    if origin is None:  # not sent: the double-submit token still protects the form
+        return True
+    host = request.headers.get("host", "")
+    return urlsplit(origin).netloc == host
+
+
+def check_csrf(request: Request, form: dict[str, str]) -> None:
+    """Raise :class:`CsrfRejected` unless the form's token matches the cookie and the
+    request does not come from another origin."""
+    cookie = request.cookies.get(CSRF_COOKIE, "")
+    sent = form.get("csrf_token", "")
+    if not cookie or not hmac.compare_digest(cookie.encode(), sent.encode()):
+        raise CsrfRejected
+    if not _same_origin(request):
+        raise CsrfRejected
+
+
+def signed_in(request: Request) -> bool:
+    """Whether the request may see dashboard pages (always, when auth is off)."""
+    settings = state(request).settings
+    if not settings.api_auth_enabled or not settings.api_auth_token:
+        return True
+    return session_valid(settings.api_auth_token, request.cookies.get(SESSION_COOKIE))
+
+
+async def require_login(request: Request) -> None:
+    """Dependency of every dashboard page: :class:`LoginRequired` without a session."""
+    if not signed_in(request):
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        raise LoginRequired(target)
+
+
+def safe_next(value: str | None) -> str:
+    """A local path to go to after sign-in (never another site)."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/"
+    return value
+
+
+def login_redirect(request: Request, exc: LoginRequired) -> Response:
+    """The answer to :class:`LoginRequired`: 303 to ``/login`` (htmx: 401 + HX-Redirect)."""
+    location = "/login?" + urlencode({"next": safe_next(exc.next_url)})
+    if request.headers.get("hx-request"):
+        return Response(status_code=401, headers={"HX-Redirect": location})
+    return RedirectResponse(location, status_code=303)
+
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/login")
+async def login_page(request: Request) -> Response:
+    """The sign-in form (straight to the dashboard when auth is off or signed in)."""
+    next_url = safe_next(request.query_params.get("next"))
+    if signed_in(request):
+        return RedirectResponse(next_url, status_code=303)
+    return render(request, "login.html", {"next_url": next_url, "error": None})
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    """Check the API token; on success set the session cookie and go on."""
+    form = await read_form(request)
+    next_url = safe_next(form.get("next"))
+    try:
+        check_csrf(request, form)
+    except CsrfRejected:
+        context = {"next_url": next_url, "error": "The form expired. Please sign in again."}
+        return render(request, "login.html", context, status_code=403)
+    settings = state(request).settings
+    expected = settings.api_auth_token or ""
+    if not settings.api_auth_enabled:
+        return RedirectResponse(next_url, status_code=303)
+    if not hmac.compare_digest(form.get("token", "").encode(), expected.encode()):
+        context = {"next_url": next_url, "error": "That token is not valid."}
+        return render(request, "login.html", context, status_code=401)
+    response = RedirectResponse(next_url, status_code=303)
+    _cookie(response, request, SESSION_COOKIE, new_session(expected), SESSION_SECONDS)
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    """End the session (CSRF-checked) and go to the sign-in page."""
+    form = await read_form(request)
+    try:
+        check_csrf(request, form)
+    except CsrfRejected:
+        return Response("Forbidden: CSRF token missing or wrong", status_code=403)
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
