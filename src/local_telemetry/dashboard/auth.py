@@ -179,7 +179,9 @@ async def logout(request: Request) -> Response:
     try:
         check_csrf(request, form)
     except CsrfRejected:
-        return Response("Forbidden: CSRF token missing or wrong", status_code=403)
+        return Response(
+            "Forbidden: CSRF token missing or wrong", status_code=403, media_type="text/plain"
+        )
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response

@@ -7,4 +7,7 @@ from fastapi.routing import APIRouter
 
 def routers() -> list[APIRouter]:
     """Every page module's router."""
-    return []
+    from local_telemetry.dashboard import agents, alerts, overview
+    from local_telemetry.dashboard import runs as runs_page
+
+    return [overview.router, agents.router, runs_page.router, alerts.router]

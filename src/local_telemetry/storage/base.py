@@ -467,6 +467,11 @@ class Store(Protocol):
         ``week`` ("YYYY-Www", ISO) are those of ``start_time`` in the IANA zone ``tz``.
         Groups without runs are absent."""
 
+    def hourly_kpi_inputs(self, kpi_filter: KpiFilter) -> dict[str, KpiInputs]:
+        """KPI inputs (QC reviews not counted) of the runs ``kpi_filter`` selects, per UTC
+        hour of ``start_time`` ("YYYY-MM-DDTHH"); hours without runs are absent. Each
+        hour's other inputs equal those of ``kpi_inputs`` over that hour."""
+
     def recent_kpi_inputs(self, agent_name: str, limit: int) -> KpiInputs:
         """KPI inputs (without QC) of the agent's ``limit`` most recently recorded runs
         (highest ``created_at``); alert rules with a run-count window use them."""

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from local_telemetry import kpis
-from local_telemetry.storage import sqlite_alerts, sqlite_retention
+from local_telemetry.storage import sqlite_alerts, sqlite_retention, sqlite_series
 from local_telemetry.storage.base import (
     AGENT_OUTCOME_COLUMNS,
     BOOL_COLUMNS,
@@ -547,6 +547,18 @@ def _kpi_where(
     return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), params
 
 
+# The aggregate columns of a KPI query, per status (``_add_kpi_row`` reads one row).
+_KPI_AGGREGATES = (
+    "r.status, COUNT(*),"
+    " SUM(r.resolution = 'resolved'), SUM(r.resolution = 'escalated'),"
+    " COUNT(r.resolution), SUM(r.self_corrected = 1), COUNT(r.self_corrected),"
+    " SUM(r.kpi_duration_ms <= r.sla_target_seconds * 1000 AND r.end_time IS NOT NULL),"
+    " SUM(r.end_time IS NOT NULL AND r.sla_target_seconds IS NOT NULL),"
+    " TOTAL(r.tokens_input), TOTAL(r.tokens_output), TOTAL(r.cost_usd),"
+    " group_concat(r.kpi_duration_ms)"
+)
+
+
 def _add_kpi_row(inputs: KpiInputs, values: Sequence[Any]) -> None:
     """Add one row of the KPI aggregate query (after its key columns) to ``inputs``."""
     (status, count, resolved, escalated, with_resolution, corrected, corrected_set,
@@ -965,15 +977,7 @@ class SQLiteStore:
         width = len(select) + bucketed
         where, params = _kpi_where(kpi_filter)
         group = f"GROUP BY {', '.join(str(i + 1) for i in range(width + 1))}"
-        aggregates = (
-            "r.status, COUNT(*),"
-            " SUM(r.resolution = 'resolved'), SUM(r.resolution = 'escalated'),"
-            " COUNT(r.resolution), SUM(r.self_corrected = 1), COUNT(r.self_corrected),"
-            " SUM(r.kpi_duration_ms <= r.sla_target_seconds * 1000 AND r.end_time IS NOT NULL),"
-            " SUM(r.end_time IS NOT NULL AND r.sla_target_seconds IS NOT NULL),"
-            " TOTAL(r.tokens_input), TOTAL(r.tokens_output), TOTAL(r.cost_usd),"
-            " group_concat(r.kpi_duration_ms)"
-        )
+        aggregates = _KPI_AGGREGATES
 
         def keys_sql(slot_sql: str) -> str:
             return "".join(f"{c}, " for c in [*select, *([slot_sql] if bucketed else [])])
@@ -1031,6 +1035,13 @@ class SQLiteStore:
                 qc_inputs.qc_score_sum += row[width] or 0
                 qc_inputs.qc_count += row[width + 1]
         return groups
+
+    def hourly_kpi_inputs(self, kpi_filter: KpiFilter) -> dict[str, KpiInputs]:
+        """KPI inputs (without QC) per UTC hour of start_time (see the protocol)."""
+        where, params = _kpi_where(kpi_filter)
+        return sqlite_series.hourly_kpi_inputs(
+            self._reader(), where, params, _KPI_AGGREGATES, _add_kpi_row
+        )
 
     def recent_kpi_inputs(self, agent_name: str, limit: int) -> KpiInputs:
         """KPI inputs of the agent's last ``limit`` recorded runs (see the protocol)."""
