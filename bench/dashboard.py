@@ -1,12 +1,13 @@
 """Time the dashboard's pages (HTTP GET through a real server process) on a large store.
 
     .venv/bin/python bench/dashboard.py [--db /tmp/kpi1m.sqlite] [--repeat 7]
+    .venv/bin/python bench/dashboard.py --now-db /tmp/now1m.sqlite   # standard views
 
 The database is the one ``bench/kpis.py --db PATH`` seeds (1,000,000 runs over the 365
 days before 2026-07-01, ten agents); seed it first. The server starts with
 ``TELEMETRY_ALERT_INTERVAL_SECONDS=0`` (no alert evaluation competing for the readers).
 
-The overview and agent pages keep assembled data a few seconds (``series.PageCache``),
+The overview and agent pages keep assembled views fresh (``dashboard/page_cache.py``),
 so each is timed twice: *cold*, every request a different window (its ``to`` a second
 earlier each time: no cached data), and *warm*, the same URL again (served from the
 cache). Windows end at 2026-07-01 (``period=custom``), as the data does. Other pages are
@@ -92,7 +93,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", type=Path, default=Path("/tmp/kpi1m.sqlite"))
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument(
+        "--now-db",
+        type=Path,
+        help="a second store (seeded if missing: 1,000,000 runs ending now) to time the "
+        "standard views (period=24h|7d|30d, no filters) the server keeps built",
+    )
     args = parser.parse_args()
+    if args.now_db is not None:
+        standard_views(args.now_db, args.repeat)
+        return
     if not args.db.exists():
         raise SystemExit(f"{args.db} does not exist: seed it with bench/kpis.py --db {args.db}")
     server, url = start_server(args.db)
@@ -130,6 +140,48 @@ def main() -> None:
                     continue
                 ms = median_ms(client, lambda i, path=path: path, repeat)
                 print(f"GET {label}: {ms:7.1f} (no page cache)")
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def standard_views(path: Path, repeat: int) -> None:
+    """Time the pinned standard overview views on runs that end now."""
+    if not path.exists():
+        import kpis as seeding
+
+        from local_telemetry.storage.sqlite import SQLiteStore
+
+        seeding.END = datetime.now(UTC)
+        store = SQLiteStore(path)
+        store.migrate()
+        seconds = seeding.seed(store, 1_000_000, 365, 10)
+        store.close()
+        print(f"seeded 1,000,000 runs ending now in {seconds:.0f} s")
+    server, url = start_server(path)
+    try:
+        with httpx.Client(base_url=url, timeout=120) as client:
+            time.sleep(3)  # the first build of the standard views runs at start-up
+            print(f"{path}: median of {repeat} GETs per figure, milliseconds")
+            for period, length in WINDOWS.items():
+                ms = median_ms(client, lambda i, period=period: f"/?period={period}", repeat)
+                cold = median_ms(
+                    client,
+                    lambda i, length=length: (
+                        "/?"
+                        + urlencode(
+                            {
+                                "period": "custom",
+                                "from": stamp(datetime.now(UTC) - length),
+                                "to": stamp(datetime.now(UTC) - timedelta(seconds=i + 1)),
+                            }
+                        )
+                    ),
+                    repeat,
+                )
+                print(
+                    f"GET /?period={period:>3}: {ms:7.1f}   (same window, custom: cold {cold:7.1f})"
+                )
     finally:
         server.terminate()
         server.wait(30)

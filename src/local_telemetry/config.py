@@ -143,6 +143,14 @@ class Settings(BaseSettings):
     weekly_export_tz: str = Field(
         "UTC", description="IANA time zone of the weekly export's schedule and day boundaries."
     )
+    dashboard_refresh_seconds: float = Field(
+        10.0,
+        ge=0,
+        description=(
+            "How old the dashboard's overview and agent figures may get: views are rebuilt "
+            "in the background (0: computed on every request)."
+        ),
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Server log level."
     )

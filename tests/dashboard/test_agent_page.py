@@ -18,7 +18,15 @@ from support import ServerProcess
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, Any]]:
     path = tmp_path_factory.mktemp("dash-agent") / "telemetry.sqlite"
-    process = ServerProcess(path, {"TELEMETRY_ALERT_INTERVAL_SECONDS": "0"})
+    process = ServerProcess(
+        path,
+        {
+            "TELEMETRY_ALERT_INTERVAL_SECONDS": "0",
+            # Live figures: these tests seed, then compare with the API at once
+            # (test_overview_freshness.py covers the kept-fresh views).
+            "TELEMETRY_DASHBOARD_REFRESH_SECONDS": "0",
+        },
+    )
     process.start()
     with httpx.Client(base_url=process.url) as client:
         runs = seed(client)

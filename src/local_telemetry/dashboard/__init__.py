@@ -12,7 +12,9 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.routing import APIRouter
 from fastapi.staticfiles import StaticFiles
 
+from local_telemetry.api.background import PeriodicJob
 from local_telemetry.dashboard import auth
+from local_telemetry.dashboard.page_cache import WARM_INTERVAL_SECONDS, PageCache
 from local_telemetry.dashboard.web import PAGE_HEADERS, STATIC
 
 
@@ -37,8 +39,17 @@ async def _csrf_rejected(request: Request, exc: Exception) -> Response:
 
 def install(app: FastAPI) -> None:
     """Serve the dashboard from ``app``."""
-    from local_telemetry.dashboard import pages
+    from local_telemetry.dashboard import overview, pages
 
+    app_state = app.state.local_telemetry
+    refresh = app_state.settings.dashboard_refresh_seconds
+    cache = PageCache(fresh=refresh)
+    app.state.dashboard_page_cache = cache
+    overview.pin_standard_views(cache, app_state)
+    if refresh > 0:
+        interval = min(WARM_INTERVAL_SECONDS, refresh / 2)
+        app_state.jobs.add(PeriodicJob("dashboard-views", interval, cache.warm))
+    app_state.jobs.on_stop(cache.stop)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_exception_handler(auth.LoginRequired, _login_required)
     app.add_exception_handler(auth.CsrfRejected, _csrf_rejected)

@@ -2,7 +2,7 @@
 
 Same period selector as the overview (``period``, ``from``, ``to``, ``job_type``); an
 agent the store has never seen is a 404 page. Data from ``series.agent_data`` on a
-reader thread, cached a few seconds like the overview's.
+reader thread, kept fresh like the overview's (``page_cache.PageCache``).
 """
 
 from __future__ import annotations
@@ -29,18 +29,21 @@ async def agent_page(request: Request, agent_name: str) -> Response:
     except series.BadQuery as error:
         return bad_query(request, str(error))
     app_state = state(request)
-    cache = page_cache(request)
-    key = ("agent", agent_name, *query.cache_key())
-    data: dict[str, Any] | None = cache.get(key)
-    if data is None:
+
+    async def build() -> dict[str, Any] | None:
         agents, job_types = await app_state.read(app_state.store.distinct_values)
-        if agent_name in agents:
-            data = await series.assemble(app_state, query, agent_name, by_agent=False)
-            data["failures"] = await app_state.read(
-                series.recent_failures, app_state.store, agent_name, query.job_type
-            )
-            data["choices"] = (agents, job_types)
-            cache.put(key, data)
+        if agent_name not in agents:
+            return None  # a 404 page (kept briefly like any view: agents rarely appear)
+        now_query = series.parse_query(params)  # a relative period ends at the new now
+        view = await series.assemble(app_state, now_query, agent_name, by_agent=False)
+        view["failures"] = await app_state.read(
+            series.recent_failures, app_state.store, agent_name, now_query.job_type
+        )
+        view["choices"] = (agents, job_types)
+        return view
+
+    key = ("agent", agent_name, *query.cache_key())
+    data: dict[str, Any] | None = await page_cache(request).view(key, build)
     if data is None:
         return render(
             request,

@@ -3,8 +3,7 @@
 GET parameters (carried by the URL, so a view can be shared): ``period`` (``24h``,
 ``7d``, ``30d`` or ``custom`` with ``from`` and ``to``, ISO 8601; without a zone UTC),
 ``agent_name`` and ``job_type``. A bad value is a 400 page saying what is wrong. The data
-comes from ``series.overview_data`` on a reader thread, cached a few seconds
-(``series.PageCache``).
+comes from ``series.assemble`` on reader threads, kept fresh by ``page_cache.PageCache``.
 """
 
 from __future__ import annotations
@@ -14,22 +13,45 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import Response
 
-from local_telemetry.api.deps import state
+from local_telemetry.api.deps import AppState, state
 from local_telemetry.dashboard import page_router, series
+from local_telemetry.dashboard.page_cache import Build, PageCache
 from local_telemetry.dashboard.web import render
 from local_telemetry.storage.base import AlertFilter, Store
 
 router = page_router()
 FIRING_SHOWN = 10
+STANDARD_PERIODS = ("24h", "7d", "30d")
 
 
-def page_cache(request: Request) -> series.PageCache:
-    """The app's cache of assembled page data (created on first use)."""
-    cache: series.PageCache | None = getattr(request.app.state, "dashboard_page_cache", None)
-    if cache is None:
-        cache = series.PageCache()
-        request.app.state.dashboard_page_cache = cache
+def page_cache(request: Request) -> PageCache:
+    """The app's cache of assembled views (made by ``dashboard.install``)."""
+    cache: PageCache = request.app.state.dashboard_page_cache
     return cache
+
+
+def view_key(query: series.Query) -> tuple[Any, ...]:
+    """The cache key of the overview of ``query``."""
+    return ("overview", *query.cache_key())
+
+
+def view_builder(app_state: AppState, params: dict[str, str]) -> Build:
+    """Builds the overview data of ``params`` (a relative period ends at the build's now)."""
+
+    async def build() -> dict[str, Any]:
+        query = series.parse_query(params)
+        view = await series.assemble(app_state, query, query.agent_name, by_agent=True)
+        view["choices"] = await app_state.read(app_state.store.distinct_values)
+        return view
+
+    return build
+
+
+def pin_standard_views(cache: PageCache, app_state: AppState) -> None:
+    """Keep the overview of each standard period (no filters) built and fresh."""
+    for period in STANDARD_PERIODS:
+        params = {"period": period}
+        cache.pin(view_key(series.parse_query(params)), view_builder(app_state, params))
 
 
 def bad_query(request: Request, message: str) -> Response:
@@ -58,13 +80,8 @@ async def overview_page(request: Request) -> Response:
     except series.BadQuery as error:
         return bad_query(request, str(error))
     app_state = state(request)
-    cache = page_cache(request)
-    key = ("overview", *query.cache_key())
-    data: dict[str, Any] | None = cache.get(key)
-    if data is None:
-        data = await series.assemble(app_state, query, query.agent_name, by_agent=True)
-        data["choices"] = await app_state.read(app_state.store.distinct_values)
-        cache.put(key, data)
+    build = view_builder(app_state, dict(request.query_params))
+    data: dict[str, Any] = await page_cache(request).view(view_key(query), build)
     firing = await app_state.read(_firing, app_state.store)  # never cached: alerts matter
     agents, job_types = data["choices"]
     return render(

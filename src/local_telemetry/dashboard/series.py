@@ -8,15 +8,13 @@ headline of a window is ``kpis.group_kpis`` of the same inputs ``GET /api/v1/kpi
 aggregates for that window: the numbers agree (a sum of costs may differ in the last
 bits of a float, never in what is shown).
 
-:class:`PageCache` keeps assembled data for a few seconds (see ``CACHE_SECONDS``).
+Assembled views are kept fresh by ``page_cache.PageCache``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-import threading
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -53,8 +51,6 @@ STATUS_COLOURS = {
     "cancelled": "--cancelled",
     "running": "--running",
 }
-CACHE_SECONDS = 5.0
-CACHE_ENTRIES = 64
 RECENT_FAILURES = 20
 
 
@@ -511,42 +507,3 @@ def recent_failures(store: Store, agent_name: str, job_type: str | None) -> list
         )
     failures.sort(key=lambda run: (run["created_at"] or "", run["start_time"] or ""), reverse=True)
     return [{**run, "href": run_href(run["event_id"])} for run in failures[:RECENT_FAILURES]]
-
-
-# ----- a short-lived cache of assembled views -----
-
-
-class PageCache:
-    """Assembled page data for ``CACHE_SECONDS``, keyed by the page and its query.
-
-    A 30-day view over a million runs takes a few hundred milliseconds to aggregate; a
-    dashboard is reloaded, shared and opened by several people at once, so the same view
-    is served from memory for a few seconds (new runs show at most that much later).
-    Relative periods ("last 24 hours") are keyed by their name: a cached view's window
-    ends when it was assembled. At most ``CACHE_ENTRIES`` views are kept.
-    """
-
-    def __init__(self, seconds: float = CACHE_SECONDS, entries: int = CACHE_ENTRIES) -> None:
-        self.seconds = seconds
-        self.entries = entries
-        self._lock = threading.Lock()
-        self._items: dict[tuple[Any, ...], tuple[float, Any]] = {}
-
-    def get(self, key: tuple[Any, ...]) -> Any | None:
-        with self._lock:
-            found = self._items.get(key)
-            if found is None:
-                return None
-            if found[0] < time.monotonic():
-                del self._items[key]
-                return None
-            return found[1]
-
-    def put(self, key: tuple[Any, ...], value: Any) -> None:
-        now = time.monotonic()
-        with self._lock:
-            for old in [k for k, (expires, _) in self._items.items() if expires < now]:
-                del self._items[old]
-            while len(self._items) >= self.entries:
-                del self._items[next(iter(self._items))]
-            self._items[key] = (now + self.seconds, value)

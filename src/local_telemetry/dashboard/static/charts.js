@@ -57,6 +57,9 @@
       size: 64,
       values: function (u, values) { return values.map(fmt); }
     });
+    // Counts: whole-number ticks only (no "1, 1, 2, 2" from rounded fractions).
+    if (spec.format === "int") yAxis.incrs = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000,
+      5000, 10000, 20000, 50000, 100000, 200000, 500000, 1000000];
     var y = { auto: true };
     if (spec.format === "rate") y = { auto: false, range: [0, 1] };
     else y = { range: function (u, min, max) { return [0, max > 0 ? max * 1.1 : 1]; } };
