@@ -8,7 +8,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from pg_support import postgres_server, postgres_url
 from support import ServerProcess, StartServer
+
+__all__ = ["postgres_server", "postgres_url"]
 
 
 @pytest.fixture

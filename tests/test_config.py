@@ -270,12 +270,29 @@ def test_db_path_is_used_without_database_url(monkeypatch: pytest.MonkeyPatch) -
     assert load_settings().sqlite_path == Path("/srv/used.sqlite")
 
 
-@pytest.mark.parametrize(
-    "url", ["postgresql://user@host/db", "sqlite://relative.db", "/srv/x.sqlite", "mysql://x"]
-)
-def test_database_url_must_be_a_sqlite_url(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+@pytest.mark.parametrize("url", ["sqlite://relative.db", "/srv/x.sqlite", "mysql://x", "pg://x"])
+def test_database_url_must_be_sqlite_or_postgresql(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
     monkeypatch.setenv("TELEMETRY_DATABASE_URL", url)
     with pytest.raises(ConfigurationError, match="TELEMETRY_DATABASE_URL"):
+        load_settings()
+
+
+@pytest.mark.parametrize("url", ["postgresql://user:pw@db:5432/telemetry", "postgres://db/t"])
+def test_postgresql_urls_select_postgres_and_allow_workers(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv("TELEMETRY_DATABASE_URL", url)
+    monkeypatch.setenv("TELEMETRY_API_WORKERS", "4")
+    settings = load_settings()
+    assert settings.uses_postgres
+    assert settings.api_workers == 4
+
+
+def test_several_workers_need_postgresql(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TELEMETRY_API_WORKERS", "2")
+    with pytest.raises(ConfigurationError, match="TELEMETRY_API_WORKERS must be 1 with SQLite"):
         load_settings()
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -56,14 +57,6 @@ def serve(
     except ConfigurationError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    if settings.api_workers != 1:
-        typer.echo(
-            "error: TELEMETRY_API_WORKERS must be 1 with SQLite: one process owns the "
-            "single writer of the database file",
-            err=True,
-        )
-        raise typer.Exit(2)
-
     import uvicorn
 
     from local_telemetry.api import create_app
@@ -76,13 +69,22 @@ def serve(
     # The writer thread needs the GIL briefly between fsyncs; with the default 5 ms switch
     # interval it waits behind the event loop and every commit group gets later.
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+    options: dict[str, Any] = {
+        "host": settings.api_host,
+        "port": settings.api_port,
+        "log_level": settings.log_level,
+        "access_log": False,
+        "server_header": False,
+    }
+    if settings.api_workers == 1:
+        uvicorn.run(create_app(settings), **options)
+        return
+    # Several worker processes (PostgreSQL only, checked by the settings): each builds
+    # its app from the environment, so the command-line options are handed on there.
+    for name, value in overrides.items():
+        os.environ[f"TELEMETRY_{name.upper()}"] = str(value)
     uvicorn.run(
-        create_app(settings),
-        host=settings.api_host,
-        port=settings.api_port,
-        log_level=settings.log_level,
-        access_log=False,
-        server_header=False,
+        "local_telemetry.api.app:create_app", factory=True, workers=settings.api_workers, **options
     )
 
 

@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 ENV_PREFIX = "TELEMETRY_"
 
 GitPlatform = Literal["github", "gitlab", "bitbucket"]
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
 class ConfigurationError(ValueError):
@@ -35,12 +36,15 @@ class Settings(BaseSettings):
     )
     database_url: str | None = Field(
         None,
-        description="Database URL (sqlite:///path); overrides TELEMETRY_DB_PATH when set.",
+        description=(
+            "Database URL: sqlite:///path or postgresql://user:pass@host:port/db; "
+            "overrides TELEMETRY_DB_PATH when set."
+        ),
     )
     api_host: str = Field("127.0.0.1", description="Address the server binds to.")
     api_port: int = Field(8765, ge=1, le=65535, description="TCP port the server listens on.")
     api_workers: int = Field(
-        1, ge=1, description="Server worker processes (SQLite: 1, the single writer)."
+        1, ge=1, description="Server worker processes (more than 1 needs PostgreSQL)."
     )
     db_journal_mode: Literal["WAL", "DELETE", "TRUNCATE", "PERSIST"] = Field(
         "WAL", description="SQLite journal mode (durable modes only)."
@@ -171,9 +175,16 @@ class Settings(BaseSettings):
             raise ValueError(
                 "TELEMETRY_API_AUTH_ENABLED is true but TELEMETRY_API_AUTH_TOKEN is empty"
             )
-        if self.database_url is not None and not self.database_url.startswith("sqlite:///"):
+        if self.database_url is not None and not self.database_url.startswith(
+            ("sqlite:///", *POSTGRES_SCHEMES)
+        ):
             raise ValueError(
-                "TELEMETRY_DATABASE_URL must be sqlite:///path (PostgreSQL is not built yet)"
+                "TELEMETRY_DATABASE_URL must be sqlite:///path or postgresql://user:pass@host:port/db"
+            )
+        if self.api_workers != 1 and not self.uses_postgres:
+            raise ValueError(
+                "TELEMETRY_API_WORKERS must be 1 with SQLite: one process owns the single "
+                "writer of the database file (use PostgreSQL for several processes)"
             )
         parse_git_hosts(self.git_hosts)
         from local_telemetry.pii import parse_extra_patterns
@@ -182,6 +193,11 @@ class Settings(BaseSettings):
         parse_webhook_urls(self.alert_webhooks)
         _check_zone(self.weekly_export_tz, "TELEMETRY_WEEKLY_EXPORT_TZ")
         return self
+
+    @property
+    def uses_postgres(self) -> bool:
+        """Whether ``database_url`` names a PostgreSQL database."""
+        return self.database_url is not None and self.database_url.startswith(POSTGRES_SCHEMES)
 
     @property
     def sqlite_path(self) -> Path:

@@ -68,7 +68,9 @@ def all_ids(store: Store, started_before: str, limit: int, payloads: bool) -> li
         after = page.after
 
 
-def test_new_database_uses_incremental_auto_vacuum(store: Store, tmp_path: Path) -> None:
+def test_new_database_uses_incremental_auto_vacuum(
+    sqlite_store: SQLiteStore, tmp_path: Path
+) -> None:
     with sqlite3.connect(tmp_path / "store.sqlite") as conn:
         assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2
 
@@ -167,7 +169,8 @@ def freelist_and_pages(path: Path) -> tuple[int, int]:
     return int(free), int(pages)
 
 
-def test_reclaim_space_gives_pages_back(store: Store, tmp_path: Path) -> None:
+def test_reclaim_space_gives_pages_back(sqlite_store: SQLiteStore, tmp_path: Path) -> None:
+    store = sqlite_store
     path = tmp_path / "store.sqlite"
     big = "x" * 50_000
     rows = [store_row(f"big-{n}", start_time=OLD, error_details=big) for n in range(40)]

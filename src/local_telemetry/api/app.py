@@ -53,6 +53,11 @@ BODY_MODELS = (
 
 def open_store(settings: Settings) -> Store:
     """The store the settings point at."""
+    if settings.uses_postgres:
+        from local_telemetry.storage.postgres import PostgresStore
+
+        assert settings.database_url is not None
+        return PostgresStore(settings.database_url)
     return SQLiteStore(
         settings.sqlite_path,
         journal_mode=settings.db_journal_mode,
