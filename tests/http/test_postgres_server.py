@@ -7,6 +7,7 @@ import json
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -220,3 +221,42 @@ def test_several_worker_processes_serve_one_postgresql_database(
             assert client.post("/api/v1/runs", json=body).status_code == 201
         listed = client.get("/api/v1/runs", params={"agent_name": "worker-test", "limit": 100})
         assert sorted(run["event_id"] for run in listed.json()) == sorted(ids)
+
+
+def test_with_two_processes_each_alert_transition_is_stored_and_sent_once(
+    start_server: StartServer, postgres_url: str, tmp_path: Path
+) -> None:
+    from alert_support import post_runs, put_rules, run
+    from webhook_receiver import Receiver
+
+    hook = Receiver()
+    try:
+        env = {
+            "TELEMETRY_DATABASE_URL": postgres_url,
+            "TELEMETRY_ALERT_INTERVAL_SECONDS": "0.2",
+            "TELEMETRY_ALERT_WEBHOOKS": hook.url,
+        }
+        first = start_server(tmp_path / "1.sqlite", **env)
+        second = start_server(tmp_path / "2.sqlite", **env)
+        rule = {"name": "fail", "kind": "failure_rate_above", "threshold": 0.5,
+                "window": "1h", "min_runs": 4}  # fmt: skip
+        with httpx.Client(base_url=first.url, timeout=30) as client:
+            put_rules(client, [rule])
+            post_runs(
+                client,
+                [run("pg-alerting", timedelta(minutes=5), status="failure") for _ in range(4)],
+            )
+            hook.wait_for(lambda got: len(got) >= 1)
+        with httpx.Client(base_url=second.url, timeout=30) as client:
+            post_runs(
+                client,
+                [run("pg-alerting", timedelta(minutes=5), status="success") for _ in range(20)],
+            )
+            delivered = hook.wait_for(lambda got: any(b["event"] == "alert.resolved" for b in got))
+        # One process leads the periodic evaluation (Store.lead); whichever process
+        # records a transition (a unique index admits one open alert per rule and agent)
+        # is the one that announces it.
+        assert [body["event"] for body in delivered] == ["alert.firing", "alert.resolved"]
+        assert len(httpx.get(f"{first.url}/api/v1/alerts").json()) == 1
+    finally:
+        hook.close()

@@ -3,7 +3,8 @@
 ``GET/PUT /api/v1/alerts/rules`` read and replace the rules (``alerts.py``; built-ins
 until rules are saved), ``GET /api/v1/alerts`` lists firing and past alerts, and
 ``POST /api/v1/alerts/evaluate`` evaluates now. The :class:`AlertEngine` also runs every
-``TELEMETRY_ALERT_INTERVAL_SECONDS`` as a background job: it reads on a reader thread,
+``TELEMETRY_ALERT_INTERVAL_SECONDS`` as a background job (in one process at a time when
+several share a database: ``Store.lead``): it reads on a reader thread,
 writes the state changes through the writer (so they are as durable as runs), then hands
 each change to the webhooks without waiting for them. One evaluation at a time.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -111,13 +113,14 @@ def engine_of(app_state: AppState) -> AlertEngine:
 
 def install(app_state: AppState) -> AlertEngine:
     """Create the engine, its webhooks and its periodic job for ``app_state``."""
-    from local_telemetry.api.background import PeriodicJob
+    from local_telemetry.api.background import PeriodicJob, leader_only
 
     settings = app_state.settings
     engine = AlertEngine(app_state, WebhookSender(settings.alert_webhook_urls))
     app_state.alert_engine = engine
     interval = settings.alert_interval_seconds
-    app_state.jobs.add(PeriodicJob("alerts", interval, engine.evaluate_now, first_delay=interval))
+    step = leader_only(partial(app_state.read, app_state.store.lead, "alerts"), engine.evaluate_now)
+    app_state.jobs.add(PeriodicJob("alerts", interval, step, first_delay=interval))
     app_state.jobs.on_stop(engine.webhooks.stop)
     return engine
 

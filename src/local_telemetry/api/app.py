@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 from fastapi import FastAPI
@@ -15,7 +16,7 @@ from local_telemetry import API_VERSION, __version__, dashboard
 from local_telemetry.alerts import AlertRule
 from local_telemetry.api import agent_runs, alerts, exports, kpis, runs, system
 from local_telemetry.api import retention as retention_api
-from local_telemetry.api.background import PeriodicJob
+from local_telemetry.api.background import PeriodicJob, leader_only
 from local_telemetry.api.deps import AppState
 from local_telemetry.api.errors import install_error_handlers
 from local_telemetry.api.fastpath import FastPaths
@@ -133,7 +134,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if retention.enabled:
         interval = settings.retention_interval_seconds
         # First sweep a little after start-up (at most a minute), then every interval.
-        job = PeriodicJob("retention", interval, retention.step, first_delay=min(interval, 60.0))
+        step = leader_only(partial(app_state.read, store.lead, "retention"), retention.step)
+        job = PeriodicJob("retention", interval, step, first_delay=min(interval, 60.0))
         app_state.jobs.add(job)
 
     weekly_exporter = WeeklyExporter.from_settings(settings, store)
@@ -143,7 +145,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async def weekly_export() -> None:
             await app_state.read(exporter.check)  # query + file write on a reader thread
 
-        app_state.jobs.add(PeriodicJob("weekly-export", CHECK_INTERVAL_SECONDS, weekly_export))
+        step = leader_only(partial(app_state.read, store.lead, "weekly-export"), weekly_export)
+        app_state.jobs.add(PeriodicJob("weekly-export", CHECK_INTERVAL_SECONDS, step))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -65,6 +65,18 @@ class BackgroundJobs:
                 log.exception("shutdown hook failed")
 
 
+def leader_only(is_leader: Callable[[], Awaitable[bool]], step: Step) -> Step:
+    """``step`` that runs only while ``is_leader()`` says this process leads its role
+    (``Store.lead``): with several API processes on one database, one runs the job."""
+
+    async def run() -> object:
+        if await is_leader():
+            return await step()
+        return None
+
+    return run
+
+
 async def cancel_and_wait(tasks: list[asyncio.Task[None]]) -> None:
     """Cancel ``tasks`` and wait until each has ended."""
     for task in tasks:

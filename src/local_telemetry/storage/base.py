@@ -493,6 +493,12 @@ class Store(Protocol):
         whose payload a :class:`BlankPayloads` would change (``payloads``), or all of
         them (for :class:`DeleteRuns`). A short read: no transaction is held."""
 
+    def lead(self, role: str) -> bool:
+        """Whether this process is the one that runs the background job ``role``
+        (alert evaluation, retention, weekly export) now. With several processes on one
+        database exactly one of them leads each role at a time; when it stops, another
+        takes over at its next try. Call it before each run of such a job."""
+
     def info(self) -> StoreInfo:
         """Backend facts for health and metrics endpoints."""
 

@@ -479,6 +479,9 @@ class PostgresStore:
         )
         self._writer: Conn | None = None
         self._write_lock = threading.Lock()
+        self._leader: Conn | None = None
+        self._leading: set[str] = set()
+        self._lead_lock = threading.Lock()
 
     # ----- connections -----
 
@@ -756,12 +759,52 @@ class PostgresStore:
             extra={"server_version": version, "fsync": fsync, "synchronous_commit": commit},
         )
 
+    def lead(self, role: str) -> bool:
+        """Whether this process runs ``role`` (see ``Store.lead``): a session advisory lock
+        on a connection of its own, held until the store closes or the connection breaks
+        (then another process takes the role at its next try)."""
+        with self._lead_lock:
+            conn = self._leader
+            if conn is not None and (conn.closed or conn.broken):
+                conn.close()
+                conn = self._leader = None
+            if conn is None:
+                self._leading.clear()
+                try:
+                    conn = self._leader = psycopg.connect(
+                        self.url, autocommit=True, connect_timeout=int(self.connect_timeout)
+                    )
+                except psycopg.Error:
+                    return False
+            try:
+                if role in self._leading:
+                    conn.execute("SELECT 1")  # still connected: the lock is still ours
+                    return True
+                row = conn.execute(
+                    "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))",
+                    (f"local-telemetry:{role}",),
+                ).fetchone()
+            except psycopg.Error:
+                conn.close()
+                self._leader = None
+                self._leading.clear()
+                return False
+            if row is not None and row[0]:
+                self._leading.add(role)
+                return True
+            return False
+
     def close(self) -> None:
-        """Close the pool and the write connection."""
+        """Close the pool, the write connection and the leadership connection."""
         with self._write_lock:
             if self._writer is not None:
                 self._writer.close()
                 self._writer = None
+        with self._lead_lock:
+            if self._leader is not None:
+                self._leader.close()
+                self._leader = None
+            self._leading.clear()
         self._pool.close()
 
 

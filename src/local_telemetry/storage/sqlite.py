@@ -1065,6 +1065,10 @@ class SQLiteStore:
         """A page of runs a retention sweep acts on (see ``Store.retention_candidates``)."""
         return sqlite_retention.candidates(self._reader(), started_before, after, limit, payloads)
 
+    def lead(self, role: str) -> bool:
+        """Always: one server process owns a SQLite file (see ``Store.lead``)."""
+        return True
+
     def info(self) -> StoreInfo:
         """Backend, file and the journal/synchronous modes actually in force."""
         conn = self._reader()
