@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import hashlib
 import os
 import shutil
 import subprocess
@@ -135,6 +136,20 @@ class PostgresServer:
         """A fresh empty database; its URL."""
         name = f"t_{uuid.uuid4().hex}"
         self._admin(f'CREATE DATABASE "{name}"')
+        return self.url + name
+
+    def database_for(self, db_path: Path) -> str:
+        """The URL of the database standing in for the SQLite file ``db_path`` (created
+        when missing): the same path always maps to the same database."""
+        import psycopg
+
+        digest = hashlib.sha256(str(Path(db_path).resolve()).encode()).hexdigest()[:40]
+        name = f"lt_{digest}"
+        with psycopg.connect(self.url + "postgres", autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if exists.fetchone() is None:
+                with contextlib.suppress(psycopg.errors.DuplicateDatabase):
+                    conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
         return self.url + name
 
     def drop_database(self, url: str) -> None:

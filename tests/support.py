@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,22 @@ from typing import Any
 import httpx
 
 STARTUP_SECONDS = 30
+BACKEND_VARIABLE = "LT_TEST_BACKEND"
+BACKENDS = ("sqlite", "postgres")
+
+
+def backend_under_test() -> str:
+    """The backend of server processes started by tests: ``LT_TEST_BACKEND`` (sqlite)."""
+    backend = os.environ.get(BACKEND_VARIABLE, "").strip().lower() or "sqlite"
+    if backend not in BACKENDS:
+        raise ValueError(f"{BACKEND_VARIABLE}={backend!r}: expected one of {', '.join(BACKENDS)}")
+    return backend
+
+
+DatabaseFor = Callable[[Path], str]
+database_for: DatabaseFor | None = None
+"""Installed by conftest on the postgres backend: db_path -> URL of its own database
+(deterministic, so that a server restarted on the same db_path finds its data again)."""
 
 
 def free_port() -> int:
@@ -35,6 +53,17 @@ class ServerProcess:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    database_url: str | None = None
+    """``TELEMETRY_DATABASE_URL`` for the process; on the postgres test backend, a
+    database of this db_path's own unless ``env`` names one."""
+
+    def __post_init__(self) -> None:
+        if (
+            self.database_url is None
+            and "TELEMETRY_DATABASE_URL" not in self.env
+            and database_for is not None
+        ):
+            self.database_url = database_for(self.db_path)
 
     @property
     def url(self) -> str:
@@ -46,6 +75,7 @@ class ServerProcess:
             "TELEMETRY_DB_PATH": str(self.db_path),
             "TELEMETRY_API_HOST": "127.0.0.1",
             "TELEMETRY_API_PORT": str(self.port),
+            **({"TELEMETRY_DATABASE_URL": self.database_url} if self.database_url else {}),
             **self.env,
         }
         self.log_path = self.db_path.with_suffix(f".{self.port}.log")
@@ -85,6 +115,34 @@ class ServerProcess:
                 self.process.wait(15)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+def query(server: ServerProcess, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    """The rows of ``sql`` (``?`` placeholders, portable SQL) read straight from the
+    server's database, without the API: its SQLite file (read-only) or its PostgreSQL
+    database, whichever the server runs on."""
+    url = server.database_url or server.env.get("TELEMETRY_DATABASE_URL")
+    if url is not None and url.startswith(("postgresql://", "postgres://")):
+        import psycopg
+
+        with psycopg.connect(url) as conn:
+            rows = conn.execute(sql.replace("?", "%s"), tuple(params)).fetchall()  # type: ignore[arg-type]
+        return [tuple(row) for row in rows]
+    path = url.removeprefix("sqlite:///") if url is not None else str(server.db_path)
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+        return [tuple(row) for row in conn.execute(sql, tuple(params)).fetchall()]
+
+
+def table_columns(server: ServerProcess, table: str) -> list[str]:
+    """The column names of ``table`` in the server's database, in table order."""
+    url = server.database_url or server.env.get("TELEMETRY_DATABASE_URL")
+    if url is not None and url.startswith(("postgresql://", "postgres://")):
+        sql = (
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND table_name = ? ORDER BY ordinal_position"
+        )
+        return [str(row[0]) for row in query(server, sql, [table])]
+    return [str(row[1]) for row in query(server, f"PRAGMA table_info({table})")]
 
 
 StartServer = Callable[..., ServerProcess]

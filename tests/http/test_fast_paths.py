@@ -25,10 +25,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import sqlite3
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +42,7 @@ from local_telemetry.api.runs import COLLECTION_HANDLERS
 from local_telemetry.config import load_settings, parse_git_hosts
 from local_telemetry.storage.base import RUN_COLUMNS
 from local_telemetry.storage.sqlite import decode_row
-from support import ServerProcess, StartServer
+from support import ServerProcess, StartServer, query, table_columns
 
 RUNS = "/api/v1/runs"
 BATCH = f"{RUNS}/batch"
@@ -572,13 +570,12 @@ def request_content(case: Case) -> tuple[Any, list[tuple[str, str]]]:
     return raw, headers
 
 
-def stored_run_json(db_path: Path, event_id: str) -> bytes:
+def stored_run_json(server: ServerProcess, event_id: str) -> bytes:
     """The run as the dict reads served it: ``orjson.dumps(public_run(get_run(...)))``."""
-    with closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)) as conn:
-        sql = f"SELECT {', '.join(RUN_COLUMNS)} FROM agent_runs WHERE event_id = ?"
-        row = conn.execute(sql, (event_id,)).fetchone()
-    assert row is not None, event_id
-    run = decode_row(row)
+    sql = f"SELECT {', '.join(RUN_COLUMNS)} FROM agent_runs WHERE event_id = ?"
+    rows = query(server, sql, [event_id])
+    assert len(rows) == 1, event_id
+    run = decode_row(rows[0])
     hosts = parse_git_hosts(GIT_HOSTS)
     run["commit_url"] = gitlinks.commit_url(run.get("git_repo"), run.get("git_commit_hash"), hosts)
     run["repo_url"] = gitlinks.repo_url(run.get("git_repo"), hosts)
@@ -592,9 +589,9 @@ def oracle(case: Case, server: ServerProcess, status: int, body: bytes) -> bytes
         return None
     if path == RUNS:
         ids = [run["event_id"] for run in orjson.loads(body)]
-        return b"[" + b",".join(stored_run_json(server.db_path, i) for i in ids) + b"]"
+        return b"[" + b",".join(stored_run_json(server, i) for i in ids) + b"]"
     if path.count("/") == RUNS.count("/") + 1:  # /api/v1/runs/{event_id}
-        return stored_run_json(server.db_path, orjson.loads(body)["event_id"])
+        return stored_run_json(server, orjson.loads(body)["event_id"])
     return None
 
 
@@ -718,18 +715,18 @@ def test_same_answer_behind_auth_and_rate_limit(
     assert_same_answer(case, *guarded_answers[case.name])
 
 
-def stored_rows(db_path: Path) -> tuple[list[tuple[Any, ...]], ...]:
-    with closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)) as conn:
-        columns = [
-            row[1]
-            for row in conn.execute("PRAGMA table_info(agent_runs)")
-            if row[1] not in {"id", "created_at", "updated_at"}
-        ]
-        runs = conn.execute(
-            f"SELECT {', '.join(columns)}, updated_at IS NULL FROM agent_runs ORDER BY event_id"
-        ).fetchall()
-        counts = conn.execute("SELECT * FROM run_counts ORDER BY agent_name").fetchall()
-        hourly = conn.execute("SELECT * FROM run_counts_hourly ORDER BY hour").fetchall()
+def stored_rows(server: ServerProcess) -> tuple[list[tuple[Any, ...]], ...]:
+    columns = [
+        name
+        for name in table_columns(server, "agent_runs")
+        if name not in {"id", "created_at", "updated_at"}
+    ]
+    runs = query(
+        server,
+        f"SELECT {', '.join(columns)}, updated_at IS NULL FROM agent_runs ORDER BY event_id",
+    )
+    counts = query(server, "SELECT * FROM run_counts ORDER BY agent_name")
+    hourly = query(server, "SELECT * FROM run_counts_hourly ORDER BY hour")
     return runs, counts, hourly
 
 
@@ -737,7 +734,7 @@ def test_stored_rows_are_identical(
     pair: tuple[ServerProcess, ServerProcess], answers: dict[str, tuple[Answer, Answer]]
 ) -> None:
     fast, slow = pair
-    fast_rows, slow_rows = stored_rows(fast.db_path), stored_rows(slow.db_path)
+    fast_rows, slow_rows = stored_rows(fast), stored_rows(slow)
     assert sorted(row[0] for row in slow_rows[0]) == sorted(run["event_id"] for run in STORED)
     assert fast_rows[0] == slow_rows[0]
     assert fast_rows[1:] == slow_rows[1:]
@@ -779,8 +776,7 @@ def test_a_full_write_queue_is_refused_alike(start_server: StartServer, tmp_path
             if refused:
                 break
         assert refused, f"{name}: the write queue never filled"
-        with closing(sqlite3.connect(f"file:{server.db_path}?mode=ro", uri=True)) as conn:
-            stored = {row[0] for row in conn.execute("SELECT event_id FROM agent_runs")}
+        stored = {row[0] for row in query(server, "SELECT event_id FROM agent_runs")}
         assert stored == created, name  # a refused run is not stored
         refusals.append(refused)
     assert refusals[0] == refusals[1]

@@ -104,7 +104,11 @@ def scenario(client: httpx.Client) -> list[tuple[str, int, Any]]:
 def test_the_api_answers_the_same_on_postgresql_as_on_sqlite(
     start_server: StartServer, postgres_url: str, tmp_path: Path
 ) -> None:
-    on_sqlite = start_server(tmp_path / "a.sqlite", TELEMETRY_ALERT_INTERVAL_SECONDS="0")
+    on_sqlite = start_server(  # SQLite even when LT_TEST_BACKEND=postgres
+        tmp_path / "a.sqlite",
+        TELEMETRY_DATABASE_URL=f"sqlite:///{tmp_path / 'a.sqlite'}",
+        TELEMETRY_ALERT_INTERVAL_SECONDS="0",
+    )
     on_postgres = start_server(
         tmp_path / "unused.sqlite",
         TELEMETRY_DATABASE_URL=postgres_url,
@@ -112,6 +116,7 @@ def test_the_api_answers_the_same_on_postgresql_as_on_sqlite(
     )
     health = httpx.get(f"{on_postgres.url}/health").json()
     assert health["backend"] == "postgresql"
+    assert httpx.get(f"{on_sqlite.url}/health").json()["backend"] == "sqlite"
     with httpx.Client(base_url=on_sqlite.url, timeout=30) as lite:
         expected = scenario(lite)
     with httpx.Client(base_url=on_postgres.url, timeout=30) as pg:

@@ -1,4 +1,5 @@
-"""Retention through real servers on real SQLite files: payloads of old runs are blanked
+"""Retention through real servers on real databases (SQLite files, or PostgreSQL with
+LT_TEST_BACKEND=postgres): payloads of old runs are blanked
 without changing any KPI, runs past the run limit are deleted with their counts, the
 periodic job sweeps by itself, and deleted space goes back to the file system."""
 
@@ -13,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
-from support import ServerProcess
+from support import ServerProcess, query
 
 StartServer = Callable[..., ServerProcess]
 
@@ -217,11 +219,10 @@ def test_run_deletion_adjusts_counts_and_keeps_window_kpis(start_server: StartSe
             assert api.get(f"/api/v1/runs/{event_id}").status_code == 404
             assert api.get(f"/api/v1/runs/{event_id}/events").status_code == 404
             assert api.get(f"/api/v1/runs/{event_id}/qc").status_code == 404
-        with sqlite3.connect(server.db_path) as conn:
-            marks = ",".join("?" * len(runs["ancient"]))
-            for table in ("agent_runs", "run_events", "agent_qc"):
-                sql = f"SELECT COUNT(*) FROM {table} WHERE event_id IN ({marks})"
-                assert conn.execute(sql, runs["ancient"]).fetchone() == (0,)
+        marks = ",".join("?" * len(runs["ancient"]))
+        for table in ("agent_runs", "run_events", "agent_qc"):
+            sql = f"SELECT COUNT(*) FROM {table} WHERE event_id IN ({marks})"
+            assert query(server, sql, runs["ancient"]) == [(0,)], table
         assert metrics(api) == {
             "total_runs": 5,
             "agents": {"ret-a": 3, "ret-b": 2},
@@ -284,6 +285,7 @@ def file_pages(path: Path) -> tuple[int, int, int]:
     return int(values[0]), int(values[1]), int(values[2])
 
 
+@pytest.mark.sqlite_only  # SQLite's incremental vacuum: auto_vacuum, page and free-list counts
 def test_deleted_space_goes_back_to_the_file_system(start_server: StartServer) -> None:
     server = start_server(
         TELEMETRY_RETENTION_RUN_DAYS="300", TELEMETRY_RETENTION_INTERVAL_SECONDS="0"

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from support import ServerProcess, StartServer, free_port, new_run
+from support import ServerProcess, StartServer, free_port, new_run, query
 
 TOKEN = "s3cret"
 GOOD = {"Authorization": f"Bearer {TOKEN}"}
@@ -43,12 +41,11 @@ def existing(client: httpx.Client) -> dict[str, Any]:
     return run
 
 
-def stored_rows(db_path: Path, event_ids: list[str]) -> int:
+def stored_rows(server: ServerProcess, event_ids: list[str]) -> int:
     """How many of ``event_ids`` are in the server's database (read-only, no API call)."""
-    with closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)) as conn:
-        marks = ",".join("?" * len(event_ids))
-        query = f"SELECT count(*) FROM agent_runs WHERE event_id IN ({marks})"
-        return int(conn.execute(query, event_ids).fetchone()[0])
+    marks = ",".join("?" * len(event_ids))
+    sql = f"SELECT count(*) FROM agent_runs WHERE event_id IN ({marks})"
+    return int(query(server, sql, event_ids)[0][0])
 
 
 def write_requests(event_id: str) -> list[tuple[str, str, Any]]:
@@ -321,8 +318,8 @@ def test_the_limit_counts_every_api_endpoint_and_a_limited_write_stores_nothing(
     refused = new_run()
     assert_limited(client.post("/api/v1/runs", json=refused))
     assert_limited(client.post("/api/v1/runs/batch", json=[new_run()]))
-    assert stored_rows(server.db_path, [stored["event_id"]]) == 1
-    assert stored_rows(server.db_path, [refused["event_id"]]) == 0
+    assert stored_rows(server, [stored["event_id"]]) == 1
+    assert stored_rows(server, [refused["event_id"]]) == 0
 
 
 def test_docs_are_not_limited(limited: tuple[ServerProcess, httpx.Client]) -> None:

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import httpx
 
-from support import new_run
+from support import ServerProcess, new_run
 
 
-def test_health_reports_durable_storage(api: httpx.Client) -> None:
+def test_health_reports_durable_storage(api: httpx.Client, shared_server: ServerProcess) -> None:
     body = api.get("/health").json()
     assert body["status"] == "ok"
     assert body["version"] == "3.0.0"
     assert body["journal_mode"] == "WAL"
     assert body["synchronous"] == "FULL"
-    assert body["db_path"].endswith("telemetry.sqlite")
+    if shared_server.database_url is None:
+        assert body["backend"] == "sqlite"
+        assert body["db_path"].endswith("telemetry.sqlite")
+    else:  # LT_TEST_BACKEND=postgres: the database URL (it has no password to hide)
+        assert body["backend"] == "postgresql"
+        assert body["db_path"] == shared_server.database_url
 
 
 def test_metrics_count_runs_per_agent(api: httpx.Client) -> None:

@@ -602,3 +602,26 @@ def test_qc_score_out_of_range_is_refused_by_the_store(store: Store) -> None:
     [result] = store.apply([AddQc("r1", {"score": 6})])
     assert isinstance(result, Exception)
     assert store.list_qc("r1") == []
+
+
+def test_ids_with_a_nul_character_are_never_found(store: Store) -> None:
+    store.apply([InsertRuns([row("plain")])])
+    for missing in ("a\x00b", "\x00", "plain\x00"):
+        assert store.get_run(missing) is None
+        assert store.get_run_json(missing) is None
+        assert store.list_events(missing) is None
+        assert store.list_qc(missing) is None
+        update = UpdateRun(missing, {"status": "failure"})
+        events = AppendEvents(
+            missing,
+            [
+                {
+                    "timestamp": normalize("2026-01-12T10:00:00Z"),
+                    "level": "info",
+                    "message": "m",
+                    "data": None,
+                }
+            ],
+        )
+        assert store.apply([update, events]) == [None, None]
+    assert store.get_run("plain") is not None

@@ -269,6 +269,12 @@ def _insert_rows(conn: Conn, rows: Sequence[dict[str, Any]], counts: _NewRunCoun
     return created
 
 
+def _unstorable(text: str) -> bool:
+    """Whether PostgreSQL cannot even compare ``text`` (a NUL character): no stored id
+    holds one (ingest refuses them), so a lookup of it finds nothing."""
+    return "\x00" in text
+
+
 def _update(conn: Conn, op: UpdateRun) -> str | None:
     unknown = set(op.fields) - _UPDATABLE
     if unknown:
@@ -526,7 +532,9 @@ class PostgresStore:
             while index < len(ops):
                 op = ops[index]
                 index += 1
-                if isinstance(op, UpdateRun):
+                if isinstance(op, UpdateRun | AppendEvents | AddQc) and _unstorable(op.event_id):
+                    results.append(None)  # no such run (a NUL never reaches the table)
+                elif isinstance(op, UpdateRun):
                     results.append(isolated(conn, "op", partial(_update, conn, op)))
                 elif isinstance(op, AppendEvents):
                     results.append(_append_events(conn, op))
@@ -572,6 +580,8 @@ class PostgresStore:
 
     def get_run(self, event_id: str) -> dict[str, Any] | None:
         """The run with this ``event_id``, or ``None``."""
+        if _unstorable(event_id):
+            return None
         sql = f"SELECT {_SELECT_COLUMNS} FROM agent_runs WHERE event_id = %s"
         with self._pool.connection() as conn:
             row = conn.execute(sql, (event_id,)).fetchone()
@@ -579,6 +589,8 @@ class PostgresStore:
 
     def get_run_json(self, event_id: str) -> RunJSON | None:
         """The run as JSON text equal to ``orjson.dumps(get_run(event_id))``, or ``None``."""
+        if _unstorable(event_id):
+            return None
         sql = f"SELECT {_SELECT_COLUMNS} FROM agent_runs WHERE event_id = %s"
         with self._pool.connection() as conn:
             row = conn.execute(sql, (event_id,)).fetchone()
@@ -632,6 +644,8 @@ class PostgresStore:
         self, event_id: str, *, after_id: int = 0, limit: int = 1000
     ) -> list[dict[str, Any]] | None:
         """Events of the run after ``after_id``, oldest first; ``None`` for an unknown run."""
+        if _unstorable(event_id):
+            return None
         with self._pool.connection() as conn:  # one snapshot: run and events together
             if not _exists(conn, event_id):
                 return None
@@ -643,6 +657,8 @@ class PostgresStore:
 
     def list_qc(self, event_id: str) -> list[dict[str, Any]] | None:
         """QC reviews of the run, oldest first; ``None`` for an unknown run."""
+        if _unstorable(event_id):
+            return None
         with self._pool.connection() as conn:
             if not _exists(conn, event_id):
                 return None
