@@ -30,7 +30,6 @@ from psycopg_pool import ConnectionPool
 
 from local_telemetry.storage import postgres_analytics
 from local_telemetry.storage.base import (
-    AGENT_OUTCOME_COLUMNS,
     BOOL_COLUMNS,
     EVENT_COLUMNS,
     JSON_COLUMNS,
@@ -59,14 +58,15 @@ from local_telemetry.storage.base import (
 )
 from local_telemetry.storage.migrations import postgres as migrations
 from local_telemetry.storage.sqlite import (
+    AGENT_RUN_COLUMNS,
     INSERT_COLUMNS,
     SUPPLIED_COLUMN,
+    agent_run_changes,
     decode_event,
     decode_row,
     encode_value,
 )
 from local_telemetry.storage.sqlite import _duration_ms as duration_between
-from local_telemetry.storage.sqlite import _merged_context as merged_context
 from local_telemetry.timestamps import now_stored
 
 Conn = psycopg.Connection[Any]
@@ -125,20 +125,11 @@ _QC_INSERT_SQL = (
     "INSERT INTO agent_qc (event_id, score, notes, reviewer, created_at) "
     f"VALUES (%s, %s, %s, %s, %s) RETURNING {', '.join(QC_COLUMNS)}"
 )
-_AGENT_RUN_COLUMNS: tuple[str, ...] = (
-    "agent_name",
-    "job_type",
-    "start_time",
-    "end_time",
-    "context_json",
-    *AGENT_OUTCOME_COLUMNS,
-)
 # Locks the stored run until the group commits: another process's upsert of the same
 # run waits, then compares with what this one stored.
 _AGENT_RUN_SELECT = (
-    f"SELECT {', '.join(_AGENT_RUN_COLUMNS)} FROM agent_runs WHERE event_id = %s FOR UPDATE"
+    f"SELECT {', '.join(AGENT_RUN_COLUMNS)} FROM agent_runs WHERE event_id = %s FOR UPDATE"
 )
-_IDENTITY_COLUMNS = ("agent_name", "job_type")
 _EXISTS_SQL = "SELECT 1 FROM agent_runs WHERE event_id = %s"
 _JOB_TYPES_SQL = (
     # Skip scan over idx_runs_job_created: one index probe per distinct job type.
@@ -359,39 +350,8 @@ def _upsert_agent_run(conn: Conn, op: UpsertAgentRun, counts: _NewRunCounts) -> 
         found = conn.execute(_AGENT_RUN_SELECT, (run_id,)).fetchone()
         if found is None:  # pragma: no cover - deleted again at once
             raise RunConflict(f"Run {run_id} was created and deleted concurrently")
-    run = dict(zip(_AGENT_RUN_COLUMNS, found, strict=True))
-    ended = run["end_time"] is not None
-    for column in _IDENTITY_COLUMNS:
-        if column in fields and fields[column] != run[column]:
-            raise RunConflict(
-                f"Run {run_id} is stored with {column} {run[column]!r}, not {fields[column]!r}"
-            )
-    changes: dict[str, Any] = {}
-    for column in ("start_time", "end_time", *AGENT_OUTCOME_COLUMNS):
-        if column not in fields:
-            continue
-        current = run[column]
-        if encode_value(column, fields[column]) == current:
-            continue
-        if ended and current is not None:
-            name = {"start_time": "started_at", "end_time": "ended_at"}.get(column, column)
-            raise RunConflict(f"Run {run_id} has ended with another {name}: {current!r}")
-        changes[column] = fields[column]
-    if "context_json" in fields:
-        merged = merged_context(run_id, run["context_json"], fields["context_json"], ended)
-        if merged is not None:
-            changes["context_json"] = merged
-    start = changes.get("start_time", run["start_time"])
-    end = changes.get("end_time", run["end_time"])
-    if end is not None and ("start_time" in changes or "end_time" in changes):
-        if end < start:
-            raise EndsBeforeStart(f"ended_at must not be before started_at ({start})")
-        duration = duration_between(start, end)
-        if duration is not None:
-            changes["duration_ms"] = duration
-            changes[SUPPLIED_COLUMN] = 0
-    if "status" in fields and ("end_time" in changes or "resolution" in changes):
-        changes["status"] = fields["status"]
+    run = dict(zip(AGENT_RUN_COLUMNS, found, strict=True))
+    changes = agent_run_changes(run_id, run, fields)
     reviews = _new_reviews(conn, run_id, op.qc)
     if not changes and not reviews:
         return "duplicate"

@@ -111,7 +111,7 @@ _QC_INSERT_SQL = (
     f"VALUES (?, ?, ?, ?, ?) RETURNING {', '.join(QC_COLUMNS)}"
 )
 # What an agent-run post is compared with: identity, times, outcome and metadata.
-_AGENT_RUN_COLUMNS: tuple[str, ...] = (
+AGENT_RUN_COLUMNS: tuple[str, ...] = (
     "agent_name",
     "job_type",
     "start_time",
@@ -119,7 +119,7 @@ _AGENT_RUN_COLUMNS: tuple[str, ...] = (
     "context_json",
     *AGENT_OUTCOME_COLUMNS,
 )
-_AGENT_RUN_SELECT = f"SELECT {', '.join(_AGENT_RUN_COLUMNS)} FROM agent_runs WHERE event_id = ?"
+_AGENT_RUN_SELECT = f"SELECT {', '.join(AGENT_RUN_COLUMNS)} FROM agent_runs WHERE event_id = ?"
 # A run belongs to one agent: another agent_name or job_type is always a conflict.
 _IDENTITY_COLUMNS = ("agent_name", "job_type")
 
@@ -388,25 +388,14 @@ def _merged_context(run_id: str, stored: Any, sent: dict[str, Any], ended: bool)
     return None if merged == current else merged
 
 
-def _upsert_agent_run(conn: sqlite3.Connection, op: UpsertAgentRun, counts: _NewRunCounts) -> str:
-    """Apply :class:`UpsertAgentRun` (its rules are documented there)."""
-    run_id, fields = op.event_id, op.fields
-    found = conn.execute(_AGENT_RUN_SELECT, (run_id,)).fetchone()
-    if found is None:
-        row = {**op.on_create, **fields, "event_id": run_id, "run_id": run_id}
-        end = row.get("end_time")
-        if end is not None:
-            if end < row["start_time"]:  # stored form: text order is time order
-                raise EndsBeforeStart("ended_at must not be before started_at")
-            row["duration_ms"] = _duration_ms(row["start_time"], end)
-        # Computed from ended_at - started_at, not sent: KPIs compute the same value.
-        row[SUPPLIED_COLUMN] = False
-        pending = _NewRunCounts()
-        _insert_rows(conn, [row], pending)
-        _insert_reviews(conn, run_id, op.qc)
-        counts.add(pending)
-        return "created"
-    run = dict(zip(_AGENT_RUN_COLUMNS, found, strict=True))
+def agent_run_changes(run_id: str, run: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
+    """The columns a later post of an agent run changes on its stored ``run`` (a dict of
+    ``AGENT_RUN_COLUMNS``), by the rules of ``UpsertAgentRun``: the identity must match;
+    outcome fields and times may change until the run has ended, after which only nulls
+    may be filled in (:class:`RunConflict` otherwise); ``context_json`` keys merge; a new
+    end sets ``duration_ms`` (end minus start) and the sent ``status``. Shared by every
+    backend, so the rules cannot drift apart.
+    """
     ended = run["end_time"] is not None
     for column in _IDENTITY_COLUMNS:
         if column in fields and fields[column] != run[column]:
@@ -439,6 +428,29 @@ def _upsert_agent_run(conn: sqlite3.Connection, op: UpsertAgentRun, counts: _New
             changes[SUPPLIED_COLUMN] = 0
     if "status" in fields and ("end_time" in changes or "resolution" in changes):
         changes["status"] = fields["status"]
+    return changes
+
+
+def _upsert_agent_run(conn: sqlite3.Connection, op: UpsertAgentRun, counts: _NewRunCounts) -> str:
+    """Apply :class:`UpsertAgentRun` (its rules are documented there)."""
+    run_id, fields = op.event_id, op.fields
+    found = conn.execute(_AGENT_RUN_SELECT, (run_id,)).fetchone()
+    if found is None:
+        row = {**op.on_create, **fields, "event_id": run_id, "run_id": run_id}
+        end = row.get("end_time")
+        if end is not None:
+            if end < row["start_time"]:  # stored form: text order is time order
+                raise EndsBeforeStart("ended_at must not be before started_at")
+            row["duration_ms"] = _duration_ms(row["start_time"], end)
+        # Computed from ended_at - started_at, not sent: KPIs compute the same value.
+        row[SUPPLIED_COLUMN] = False
+        pending = _NewRunCounts()
+        _insert_rows(conn, [row], pending)
+        _insert_reviews(conn, run_id, op.qc)
+        counts.add(pending)
+        return "created"
+    run = dict(zip(AGENT_RUN_COLUMNS, found, strict=True))
+    changes = agent_run_changes(run_id, run, fields)
     reviews = _new_reviews(conn, run_id, op.qc)
     if not changes and not reviews:
         return "duplicate"
