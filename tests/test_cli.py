@@ -126,3 +126,24 @@ def test_serve_options_override_the_environment(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(15)
+
+
+def test_version_prints_the_package_api_python_and_sqlite_versions() -> None:
+    import json
+    import platform
+    import sqlite3
+
+    plain = cli("version")
+    assert plain.returncode == 0, plain.stderr
+    assert plain.stdout.strip() == (
+        f"local-telemetry {__version__} (API 3.0.0, Python {platform.python_version()}, "
+        f"SQLite {sqlite3.sqlite_version})"
+    )
+    as_json = cli("version", "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    assert json.loads(as_json.stdout) == {
+        "version": __version__,
+        "api_version": "3.0.0",
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+    }

@@ -105,6 +105,32 @@ class _RichProgress:
         self.bars.console.print(message)
 
 
+@app.command()
+def version(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Print the versions of this package, the v3 API it serves, Python and SQLite."""
+    import json
+    import platform
+    import sqlite3
+
+    from local_telemetry import API_VERSION
+
+    found = {
+        "version": __version__,
+        "api_version": API_VERSION,
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+    }
+    if as_json:
+        typer.echo(json.dumps(found))
+    else:
+        typer.echo(
+            f"local-telemetry {found['version']} (API {found['api_version']}, "
+            f"Python {found['python']}, SQLite {found['sqlite']})"
+        )
+
+
 @app.command("migrate-data")
 def migrate_data_command(
     source: Annotated[

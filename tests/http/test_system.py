@@ -69,3 +69,21 @@ def test_docs_and_openapi_are_served(api: httpx.Client) -> None:
         assert path in spec["paths"], path
     assert "RunCreate" in spec["components"]["schemas"]
     assert "start_time" in spec["components"]["schemas"]["RunCreate"]["required"]
+
+
+def test_version_endpoint(api: httpx.Client) -> None:
+    import platform
+
+    from local_telemetry import __version__
+
+    response = api.get("/version")
+    assert response.status_code == 200
+    body = response.json()
+    assert body == {
+        "version": "3.0.0",
+        "server_version": __version__,
+        "python": platform.python_version(),
+        "backend": body["backend"],
+    }
+    assert body["backend"] in ("sqlite", "postgresql")
+    assert body["backend"] == api.get("/health").json()["backend"]

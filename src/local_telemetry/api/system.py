@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter, Request
@@ -28,6 +29,20 @@ async def health(request: Request) -> JSONBody:
             "db_path": info.location,
             "journal_mode": info.journal_mode,
             "synchronous": info.synchronous,
+        }
+    )
+
+
+@router.get("/version", summary="Versions of the API, the server and its runtime")
+async def version(request: Request) -> JSONBody:
+    """The v3 API version, this server's version, Python's and the storage backend."""
+    info = await state(request).info()
+    return JSONBody(
+        {
+            "version": API_VERSION,
+            "server_version": __version__,
+            "python": platform.python_version(),
+            "backend": info.backend,
         }
     )
 
