@@ -34,6 +34,7 @@ import orjson
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
+from inprocess import BODY  # noqa: E402
 from run import WrkResult, wrk  # noqa: E402
 
 from pg_support import PostgresServer  # noqa: E402
@@ -44,28 +45,10 @@ MAX_REQUESTS_PER_THREAD = 200_000  # the Python client's count bound
 
 
 def run_body(event_id: str) -> bytes:
-    """A create body like bench/lua/create.lua's (~550 bytes)."""
-    return orjson.dumps(
-        {
-            "event_id": event_id,
-            "run_id": f"run-{event_id}",
-            "agent_name": f"bench.agent_{hash(event_id) % 10}",
-            "job_type": "bench_job",
-            "start_time": "2026-01-12T10:30:00Z",
-            "status": "running",
-            "items_discovered": 100,
-            "product": "seo-intelligence",
-            "platform": "web",
-            "website": "example.com",
-            "website_section": "blog",
-            "item_name": "how-to-optimize-seo",
-            "environment": "production",
-            "git_repo": "https://github.com/myorg/myrepo",
-            "git_branch": "main",
-            "metrics_json": {"input_tokens": 1500, "output_tokens": 3000, "api_cost_usd": 0.05},
-            "context_json": {"model": "claude-sonnet", "temperature": 0.7},
-        }
-    )
+    """A create body like bench/lua/create.lua's (~550 bytes): bench/inprocess.py's."""
+    body = {**BODY, "event_id": event_id, "run_id": f"run-{event_id}"}
+    body["agent_name"] = f"bench.agent_{hash(event_id) % 10}"
+    return orjson.dumps(body)
 
 
 def threads_load(url: str, threads: int, seconds: float, prefix: str) -> WrkResult:
