@@ -40,6 +40,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, Strict, StringConstraints, model_validator
 
 from local_telemetry import kpis
+from local_telemetry.durations import describe_duration, parse_duration
 from local_telemetry.storage.base import KpiFilter, KpiInputs, RecordAlerts, Store
 from local_telemetry.timestamps import to_stored
 
@@ -58,9 +59,7 @@ MAX_RULES = 500
 MAX_WINDOW_RUNS = 100_000
 MAX_WINDOW = timedelta(days=366)
 
-_WINDOW = re.compile(r"^\s*(\d{1,9})\s*(m|h|d|w|runs?)\s*$", re.IGNORECASE)
-_UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}
-_UNITS["w"] = timedelta(weeks=1)
+_RUN_WINDOW = re.compile(r"^\s*(\d{1,9})\s*runs?\s*$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -75,11 +74,7 @@ class Window:
         if self.runs is not None:
             return f"last {self.runs} runs"
         assert self.span is not None
-        seconds = int(self.span.total_seconds())
-        for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
-            if seconds % size == 0:
-                return f"last {seconds // size}{unit}"
-        return f"last {seconds}s"  # pragma: no cover - windows are whole minutes
+        return f"last {describe_duration(self.span)}"
 
 
 def parse_window(text: str) -> Window:
@@ -87,17 +82,18 @@ def parse_window(text: str) -> Window:
 
     ``ValueError`` for anything else.
     """
-    match = _WINDOW.match(text)
-    if match is None:
-        raise ValueError(f"window {text!r} must look like 30m, 24h, 7d, 1w or 100runs")
-    amount, unit = int(match.group(1)), match.group(2).lower()
-    if amount <= 0:
-        raise ValueError("a window must be longer than 0")
-    if unit.startswith("run"):
+    runs = _RUN_WINDOW.match(text)
+    if runs is not None:
+        amount = int(runs.group(1))
+        if amount <= 0:
+            raise ValueError("a window must be longer than 0")
         if amount > MAX_WINDOW_RUNS:
             raise ValueError(f"a run-count window holds at most {MAX_WINDOW_RUNS} runs")
         return Window(runs=amount)
-    span = amount * _UNITS[unit]
+    try:
+        span = parse_duration(text)
+    except ValueError:
+        raise ValueError(f"window {text!r} must look like 30m, 24h, 7d, 1w or 100runs") from None
     if span > MAX_WINDOW:
         raise ValueError("a window spans at most 366 days")
     return Window(span=span)

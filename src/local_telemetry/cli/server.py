@@ -1,4 +1,4 @@
-"""The ``local-telemetry`` command line."""
+"""Commands about the server itself: ``serve``, ``version``, ``migrate-data``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from local_telemetry import __version__
+from local_telemetry.cli.root import app
 from local_telemetry.config import ConfigurationError, describe_settings, load_settings
 
 GIL_SWITCH_INTERVAL_S = 0.001
@@ -22,22 +23,6 @@ def _settings_help() -> str:
         for env, default, description in describe_settings()
     ]
     return "\n\n".join(["Every setting (environment variable, default):", *entries])
-
-
-app = typer.Typer(
-    help="Local Telemetry: run telemetry for AI agents and automated jobs.",
-    no_args_is_help=True,
-    add_completion=False,
-)
-
-
-@app.callback(invoke_without_command=True)
-def _root(
-    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
-) -> None:
-    if version:
-        typer.echo(__version__)
-        raise typer.Exit()
 
 
 @app.command(epilog=_settings_help())
@@ -198,8 +183,3 @@ def migrate_data_command(
             typer.echo(f"verification failed: {problem}", err=True)
         raise typer.Exit(1)
     typer.echo(f"copied and verified {source} -> {report.target}", err=True)
-
-
-def main() -> None:
-    """Entry point of the ``local-telemetry`` script."""
-    app()
