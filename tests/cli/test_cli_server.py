@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -11,27 +10,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cli_support import clean_env, cli
 from local_telemetry import __version__
 from local_telemetry.config import describe_settings
 from support import free_port
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The current environment without any TELEMETRY_* variable, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TELEMETRY_")}
-    env.update(extra)
-    return env
-
-
-def cli(*args: str, timeout: float = 30, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "local_telemetry", *args],
-        env=clean_env(**env),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def test_serve_help_lists_every_setting_with_its_default() -> None:
