@@ -9,13 +9,18 @@ v3 guide's reference implementation are kept (``TELEMETRY_DB_PATH``,
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from local_telemetry.durations import parse_duration
+
 ENV_PREFIX = "TELEMETRY_"
+STALE_TIMEOUT_UNITS = "smhdw"
+"""Units a stale-run age may use (seconds too: tests and short-lived jobs need them)."""
 
 GitPlatform = Literal["github", "gitlab", "bitbucket"]
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
@@ -132,6 +137,17 @@ class Settings(BaseSettings):
     retention_interval_seconds: float = Field(
         3600.0, ge=0, description="How often the retention sweeper runs (0: never)."
     )
+    stale_run_timeout: str | None = Field(
+        None,
+        description=(
+            "Close runs still `running` with no update for this long (e.g. 24h; units "
+            "s, m, h, d, w), checked every quarter of it, at most every 5 minutes (unset: "
+            "off)."
+        ),
+    )
+    stale_run_status: Literal["timeout", "failure", "cancelled"] = Field(
+        "timeout", description="Status a stale run is closed with: timeout, failure or cancelled."
+    )
     weekly_export_dir: Path | None = Field(
         None, description="Directory for the scheduled weekly KPI export (unset: off)."
     )
@@ -169,6 +185,16 @@ class Settings(BaseSettings):
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
 
+    @field_validator("stale_run_timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if not value.strip():
+                return None  # an empty variable means unset
+            parse_duration(value, units=STALE_TIMEOUT_UNITS)  # ValueError names the form
+            return value.strip()
+        return value
+
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:
         if self.api_auth_enabled and not self.api_auth_token:
@@ -205,6 +231,13 @@ class Settings(BaseSettings):
         if self.database_url is not None:
             return Path(self.database_url.removeprefix("sqlite:///"))
         return self.db_path
+
+    @property
+    def stale_run_timeout_span(self) -> timedelta | None:
+        """``TELEMETRY_STALE_RUN_TIMEOUT`` parsed (``None``: stale-run cleanup is off)."""
+        if self.stale_run_timeout is None:
+            return None
+        return parse_duration(self.stale_run_timeout, units=STALE_TIMEOUT_UNITS)
 
     @property
     def alert_webhook_urls(self) -> list[str]:

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,27 @@ log = logging.getLogger(__name__)
 
 class WriterBusy(Exception):
     """The write queue is full; the client should retry shortly."""
+
+
+Read = Callable[..., Awaitable[Any]]
+"""Runs a blocking store read on a reader thread (``AppState.read``)."""
+Submit = Callable[[WriteOp], Awaitable[Any]]
+"""Queues a write operation and returns its result (``GroupCommitWriter.submit``)."""
+
+BUSY_RETRIES = 60
+BUSY_WAIT_SECONDS = 0.5
+
+
+async def submit_patiently(submit: Submit, op: WriteOp) -> Any:
+    """Submit ``op``, waiting out a full write queue (heavy ingest) for up to 30 s:
+    for background maintenance (retention, stale runs), which has no client to answer
+    503 to and must not fail just because ingest is busy."""
+    for _ in range(BUSY_RETRIES):
+        try:
+            return await submit(op)
+        except WriterBusy:
+            await asyncio.sleep(BUSY_WAIT_SECONDS)
+    return await submit(op)
 
 
 class WriterStopped(Exception):

@@ -235,7 +235,7 @@ class Scrubber:
     def scrub_op(self, op: WriteOp) -> WriteOp:
         """The write operation with everything it would store scrubbed."""
         if isinstance(op, InsertRuns):
-            return InsertRuns([self.scrub_run(row) for row in op.rows])
+            return replace(op, rows=[self.scrub_run(row) for row in op.rows])
         if isinstance(op, UpdateRun):
             return replace(op, fields=self.scrub_run(op.fields))
         if isinstance(op, AppendEvents):

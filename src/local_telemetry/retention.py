@@ -16,18 +16,23 @@ operation per batch acts on them, checking their age again inside its transactio
 anything changed, free pages are given back to the file system in chunks of
 ``vacuum_pages`` (:class:`~local_telemetry.storage.base.ReclaimSpace`). Sweeps never
 overlap: the periodic job and ``POST /api/v1/retention/sweep`` share one lock.
+
+A sweep may be given its own ages instead of the configured limits (the endpoint's
+body, ``local-telemetry purge``), and may be a dry run: then nothing is written and the
+counts come from one read (``Store.retention_preview``) using the same predicates as
+the write operations, so they equal what the sweep would report.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from local_telemetry.ingest import WriterBusy
+from local_telemetry.ingest import Read, Submit, submit_patiently
 from local_telemetry.storage.base import (
     BlankPayloads,
     DeleteRuns,
@@ -45,13 +50,6 @@ BATCH_RUNS = 500
 """Runs examined per candidate read, and at most acted on per write operation."""
 VACUUM_PAGES = 1000
 """Pages given back per write operation (4 MiB with SQLite's default page size)."""
-BUSY_RETRIES = 60
-BUSY_WAIT_SECONDS = 0.5
-
-Read = Callable[..., Awaitable[Any]]
-"""Runs a blocking store read on a reader thread (``AppState.read``)."""
-Submit = Callable[[WriteOp], Awaitable[Any]]
-"""Queues a write operation and returns its result (``GroupCommitWriter.submit``)."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +58,7 @@ class RetentionResult:
 
     payload_cutoff: str | None
     run_cutoff: str | None
+    dry_run: bool = False
     payload_blanked_runs: int = 0
     events_deleted: int = 0
     qc_notes_blanked: int = 0
@@ -85,7 +84,8 @@ class RetentionResult:
     def summary(self) -> str:
         """One log line."""
         return (
-            f"retention sweep: {self.payload_blanked_runs} runs blanked "
+            f"retention {'dry run' if self.dry_run else 'sweep'}: "
+            f"{self.payload_blanked_runs} runs blanked "
             f"(before {self.payload_cutoff}), {self.runs_deleted} runs deleted "
             f"(before {self.run_cutoff}), {self.events_deleted} events deleted, "
             f"{self.qc_notes_blanked} QC notes blanked, {self.qc_reviews_deleted} QC "
@@ -96,6 +96,23 @@ class RetentionResult:
 def cutoff(days: int | None, now: datetime) -> str | None:
     """The stored-form instant ``days`` before ``now`` (``None`` when ``days`` is)."""
     return None if days is None else to_stored(now - timedelta(days=days))
+
+
+@dataclass(frozen=True)
+class RetentionAges:
+    """Ages for one sweep in place of the configured limits (``None``: that part off)."""
+
+    payload_age: timedelta | None = None
+    run_age: timedelta | None = None
+
+    @property
+    def enabled(self) -> bool:
+        """Whether at least one of the two ages is set."""
+        return self.payload_age is not None or self.run_age is not None
+
+
+def _age_cutoff(age: timedelta | None, now: datetime) -> str | None:
+    return None if age is None else to_stored(now - age)
 
 
 class RetentionSweeper:
@@ -128,11 +145,49 @@ class RetentionSweeper:
         """Whether at least one of the two limits is set."""
         return self.payload_days is not None or self.run_days is not None
 
-    async def sweep(self, now: datetime | None = None) -> RetentionResult:
-        """One sweep with the configured limits, measured from ``now`` (default: now);
-        waits for a sweep already running to finish first."""
+    async def sweep(
+        self,
+        now: datetime | None = None,
+        *,
+        ages: RetentionAges | None = None,
+        dry_run: bool = False,
+    ) -> RetentionResult:
+        """One sweep measured from ``now`` (default: now) with the configured limits, or
+        with ``ages`` instead of both of them; waits for a sweep already running to
+        finish first. ``dry_run``: change nothing, answer the counts the sweep would
+        report (``pages_freed`` 0)."""
         async with self._lock:
-            return await self._sweep(now or datetime.now(UTC))
+            moment = now or datetime.now(UTC)
+            if ages is None:
+                result = RetentionResult(
+                    payload_cutoff=cutoff(self.payload_days, moment),
+                    run_cutoff=cutoff(self.run_days, moment),
+                )
+            else:
+                result = RetentionResult(
+                    payload_cutoff=_age_cutoff(ages.payload_age, moment),
+                    run_cutoff=_age_cutoff(ages.run_age, moment),
+                )
+            if dry_run:
+                return await self._preview(result)
+            return await self._sweep(result)
+
+    async def _preview(self, planned: RetentionResult) -> RetentionResult:
+        """The counts a sweep with ``planned``'s cutoffs would report, from one read."""
+        deleted: RetentionCounts
+        blanked: RetentionCounts
+        deleted, blanked = await self._read(
+            self.store.retention_preview, planned.payload_cutoff, planned.run_cutoff
+        )
+        return replace(
+            planned,
+            dry_run=True,
+            payload_blanked_runs=blanked.runs,
+            events_deleted=deleted.events + blanked.events,
+            qc_notes_blanked=blanked.qc,
+            runs_deleted=deleted.runs,
+            qc_reviews_deleted=deleted.qc,
+        )
 
     async def step(self) -> None:
         """The periodic job's step: one sweep, logged when it changed anything."""
@@ -140,11 +195,7 @@ class RetentionSweeper:
         if result.changed:
             log.info("%s", result.summary())
 
-    async def _sweep(self, now: datetime) -> RetentionResult:
-        result = RetentionResult(
-            payload_cutoff=cutoff(self.payload_days, now),
-            run_cutoff=cutoff(self.run_days, now),
-        )
+    async def _sweep(self, result: RetentionResult) -> RetentionResult:
         if result.run_cutoff is not None:  # first: runs about to go need no blanking
             deleted = await self._batches(result.run_cutoff, payloads=False)
             result = replace(
@@ -197,10 +248,4 @@ class RetentionSweeper:
                 return freed
 
     async def _write(self, op: WriteOp) -> Any:
-        """Submit ``op``; a full write queue (heavy ingest) is waited out, not fatal."""
-        for _ in range(BUSY_RETRIES):
-            try:
-                return await self._submit(op)
-            except WriterBusy:
-                await asyncio.sleep(BUSY_WAIT_SECONDS)
-        return await self._submit(op)
+        return await submit_patiently(self._submit, op)

@@ -32,6 +32,7 @@ Unknown fields are ignored on create (old clients send extra fields such as
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
@@ -46,7 +47,7 @@ from pydantic import (
 )
 
 from local_telemetry import kpis
-from local_telemetry.timestamps import TimestampError, normalize, now_stored
+from local_telemetry.timestamps import TimestampError, normalize, now_stored, parse_instant
 
 CANONICAL_STATUSES: tuple[str, ...] = (
     "running",
@@ -292,6 +293,60 @@ NOT_NULLABLE_ON_UPDATE: frozenset[str] = frozenset(
         "api_retry_count",
     }
 )
+
+
+MAX_IMPORT_ROWS = 1000
+"""Most runs of one ``POST /api/v1/import/runs`` request."""
+
+
+def _server_computed_duration(
+    duration_ms: int | None, start_time: str, end_time: str | None
+) -> bool:
+    """Whether ``duration_ms`` is what the server stores when the client sends none: the
+    default 0, or end minus start (an agent run's end). Exports do not carry
+    ``duration_ms_supplied``; an import infers it from this."""
+    if duration_ms is None or duration_ms == 0:
+        return True
+    if end_time is None:
+        return False
+    try:
+        delta = parse_instant(end_time) - parse_instant(start_time)
+    except TimestampError:
+        return False
+    return duration_ms == delta // timedelta(milliseconds=1)
+
+
+class RunImport(_RunFields):
+    """One item of ``POST /api/v1/import/runs``: a run as exported (``RunPublic``, the
+    JSON Lines export's shape), with the create endpoint's field rules.
+
+    ``created_at`` is required and, like ``updated_at``, stored as given; derived fields
+    (``commit_url``, ``repo_url``) and unknown fields are ignored.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    event_id: Annotated[Identifier, AfterValidator(_addressable)]
+    run_id: Identifier
+    agent_name: Identifier
+    job_type: Identifier
+    start_time: Timestamp
+    status: Annotated[str, BeforeValidator(_create_status)] = "running"
+    created_at: Timestamp = Field(description="ISO 8601 with timezone; stored as given.")
+    updated_at: Timestamp | None = Field(None, description="Stored as given (null: never).")
+
+    def to_row(self) -> dict[str, Any]:
+        """The columns to insert (``InsertRuns(..., keep_times=True)``).
+
+        ``duration_ms_supplied`` (stored, not exported) is inferred: a duration equal to
+        what the server would have stored itself counts as not supplied. KPI durations
+        come out the same either way except for a client that explicitly sent 0.
+        """
+        row = {k: v for k, v in self.model_dump().items() if v is not None}
+        row["duration_ms_supplied"] = not _server_computed_duration(
+            self.duration_ms, self.start_time, self.end_time
+        )
+        return row
 
 
 class CommitAssociation(BaseModel):

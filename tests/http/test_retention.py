@@ -320,3 +320,102 @@ def test_deleted_space_goes_back_to_the_file_system(start_server: StartServer) -
         assert pages_after <= pages_before - payload_pages * 0.9
         assert api.get(f"/api/v1/runs/{young}").status_code == 200
         assert sweep(api)["pages_freed"] == 0
+
+
+def sweep_with(api: httpx.Client, **body: Any) -> dict[str, Any]:
+    reply = api.post("/api/v1/retention/sweep", json=body)
+    assert reply.status_code == 200, reply.text
+    result: dict[str, Any] = reply.json()
+    return result
+
+
+def counts_of(result: dict[str, Any]) -> dict[str, int]:
+    return {k: result[k] for k in COUNT_FIELDS[:-1]}
+
+
+def test_body_ages_replace_the_limits_and_dry_runs_count_the_same(
+    start_server: StartServer,
+) -> None:
+    # Retention is off in the settings: the body's ages alone decide.
+    server = start_server(TELEMETRY_RETENTION_INTERVAL_SECONDS="0")
+    with client(server) as api:
+        runs = seed(api)
+        before = {e: run_state(api, e) for e in runs["old"] + runs["young"]}
+
+        planned = sweep_with(api, run_older_than="200d", dry_run=True)
+        assert planned["dry_run"] is True
+        assert planned["pages_freed"] == 0
+        assert planned["payload_cutoff"] is None  # the configured limits are replaced
+        assert counts_of(planned) == {
+            "payload_blanked_runs": 0,
+            "events_deleted": 4,
+            "qc_notes_blanked": 0,
+            "runs_deleted": 2,
+            "qc_reviews_deleted": 4,
+        }
+        assert all(api.get(f"/api/v1/runs/{e}").status_code == 200 for e in runs["ancient"])
+
+        done = sweep_with(api, run_older_than="200d")
+        assert done["dry_run"] is False
+        assert counts_of(done) == counts_of(planned)
+        assert all(api.get(f"/api/v1/runs/{e}").status_code == 404 for e in runs["ancient"])
+        # Only the ancient runs went: the others are untouched, payloads included.
+        assert {e: run_state(api, e) for e in before} == before
+
+        # Both ages: the 120-day run is deleted, the 100/101-day runs are blanked (a
+        # deleted run is not counted as blanked too), the young ones stay.
+        planned = sweep_with(api, run_older_than="110d", payload_older_than="30d", dry_run=True)
+        assert counts_of(planned) == {
+            "payload_blanked_runs": 2,
+            "events_deleted": 6,
+            "qc_notes_blanked": 2,
+            "runs_deleted": 1,
+            "qc_reviews_deleted": 2,
+        }
+        assert {e: run_state(api, e) for e in before} == before  # a dry run changes nothing
+        done = sweep_with(api, run_older_than="110d", payload_older_than="30d")
+        assert counts_of(done) == counts_of(planned)
+        assert api.get(f"/api/v1/runs/{runs['old'][2]}").status_code == 404
+        for event_id in runs["old"][:2]:
+            assert api.get(f"/api/v1/runs/{event_id}").json()["error_details"] is None
+        assert {e: run_state(api, e) for e in runs["young"]} == {
+            e: before[e] for e in runs["young"]
+        }
+        # Nothing is left to do at these ages.
+        again = sweep_with(api, run_older_than="110d", payload_older_than="30d", dry_run=True)
+        assert set(counts_of(again).values()) == {0}
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"run_older_than": "90x"}, "is not a duration"),
+        ({"run_older_than": 90}, "must be a duration string"),
+        ({"payload_older_than": "0d"}, "longer than 0"),
+        ({"run_older_than": "10s"}, "is not a duration"),
+        ({"run_older_than": "90d", "dry_run": "true"}, "dry_run"),
+        ({"older_than": "90d"}, "older_than"),
+        (["90d"], "valid dictionary"),
+    ],
+)
+def test_bad_sweep_bodies_are_422(api: httpx.Client, body: Any, fragment: str) -> None:
+    reply = api.post("/api/v1/retention/sweep", json=body)
+    assert reply.status_code == 422, reply.text
+    assert fragment in reply.text
+
+
+def test_a_payload_age_longer_than_the_run_age_is_accepted(api: httpx.Client) -> None:
+    body = {"run_older_than": "30d", "payload_older_than": "90d", "dry_run": True}
+    result = sweep_with(api, **body)
+    assert result["dry_run"] is True
+    # Payload blanking is then moot (those runs are deleted first), but not an error.
+    assert result["run_cutoff"] > result["payload_cutoff"]
+    assert result["payload_blanked_runs"] == 0
+
+
+def test_a_body_without_ages_keeps_the_configured_limits(api: httpx.Client) -> None:
+    # Retention is off on the shared server: still 409, with or without a dry run.
+    for body in ({}, {"dry_run": True}, {"dry_run": False}):
+        reply = api.post("/api/v1/retention/sweep", json=body)
+        assert reply.status_code == 409, body
+        assert reply.json() == {"detail": OFF}

@@ -15,6 +15,8 @@ from starlette.types import ASGIApp
 from local_telemetry import API_VERSION, __version__, dashboard
 from local_telemetry.alerts import AlertRule
 from local_telemetry.api import agent_runs, alerts, exports, kpis, runs, system
+from local_telemetry.api import imports as imports_api
+from local_telemetry.api import maintenance as maintenance_api
 from local_telemetry.api import retention as retention_api
 from local_telemetry.api.background import PeriodicJob, leader_only
 from local_telemetry.api.deps import AppState
@@ -32,10 +34,12 @@ from local_telemetry.schemas import (
     QcCreate,
     RunCreate,
     RunEventCreate,
+    RunImport,
     RunUpdate,
 )
 from local_telemetry.storage.base import Store
 from local_telemetry.storage.sqlite import SQLiteStore
+from local_telemetry.storage.sqlite_lock import ServerLock, hold_server_lock
 from local_telemetry.weekly_export import CHECK_INTERVAL_SECONDS, WeeklyExporter
 
 log = logging.getLogger("local_telemetry")
@@ -46,6 +50,7 @@ BODY_MODELS = (
     RunUpdate,
     CommitAssociation,
     RunEventCreate,
+    RunImport,
     QcCreate,
     AgentRunPost,
     AlertRule,
@@ -150,6 +155,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Held while serving, so `local-telemetry restore` knows the file is in use.
+        server_lock: ServerLock | None = None
+        if not settings.uses_postgres:
+            server_lock = hold_server_lock(settings.sqlite_path)
         store.migrate()
         writer.start()
         info = app_state.store_info = store.info()
@@ -167,6 +176,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await app_state.jobs.stop()
             writer.stop()
             store.close()
+            if server_lock is not None:
+                server_lock.release()
 
     app = TelemetryAPI(
         title="Local Telemetry",
@@ -179,13 +190,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.local_telemetry = app_state
     install_error_handlers(app)
-    app.include_router(system.router)
-    app.include_router(runs.router)
-    app.include_router(agent_runs.router)
-    app.include_router(kpis.router)
-    app.include_router(exports.router)
-    app.include_router(alerts.router)
-    app.include_router(retention_api.router)
+    for module in (system, runs, agent_runs, kpis, exports, imports_api, alerts, retention_api):
+        app.include_router(module.router)
+    maintenance_api.install(app, app_state)  # stale-run endpoint and periodic job
     dashboard.install(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

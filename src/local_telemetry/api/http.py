@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, Self, TypeVar
 
 import orjson
 from fastapi.responses import Response
@@ -17,6 +17,15 @@ from pydantic import BaseModel, ValidationError
 from starlette.types import Receive
 
 M = TypeVar("M", bound=BaseModel)
+
+
+class RowModel(Protocol):
+    """A request model that becomes one stored row (``RunEventCreate``, ``RunImport``)."""
+
+    @classmethod
+    def model_validate(cls, obj: Any) -> Self: ...
+
+    def to_row(self) -> dict[str, Any]: ...
 
 
 class ApiError(Exception):
@@ -112,6 +121,29 @@ async def read_json(
                 }
             ],
         ) from None
+
+
+def validate_array(model: type[RowModel], data: Any, limit: int, noun: str) -> list[dict[str, Any]]:
+    """The rows (``to_row()``) of a JSON array of ``model`` items, at most ``limit``: all
+    valid, or a 422 naming every problem (an item's index comes right after ``body``)."""
+    if not isinstance(data, list):
+        message = f"Body must be a JSON array of {noun}"
+        raise ApiError(422, [{"type": "list_type", "loc": ["body"], "msg": message}])
+    if len(data) > limit:
+        message = f"Request has {len(data)} {noun}; at most {limit}"
+        raise ApiError(422, [{"type": "too_long", "loc": ["body"], "msg": message}])
+    rows: list[dict[str, Any]] = []
+    problems: list[dict[str, Any]] = []
+    for index, item in enumerate(data):
+        try:
+            rows.append(model.model_validate(item).to_row())
+        except ValidationError as exc:
+            for error in validation_detail(exc, "body"):
+                error["loc"].insert(1, index)
+                problems.append(error)
+    if problems:
+        raise ApiError(422, problems)
+    return rows
 
 
 def validate(model: type[M], data: Any, location: str = "body") -> M:

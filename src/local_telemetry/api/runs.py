@@ -16,7 +16,14 @@ from pydantic import BaseModel, ValidationError
 
 from local_telemetry import gitlinks
 from local_telemetry.api.deps import AppState, state
-from local_telemetry.api.http import ApiError, Incoming, JSONBody, validate, validation_detail
+from local_telemetry.api.http import (
+    ApiError,
+    Incoming,
+    JSONBody,
+    validate,
+    validate_array,
+    validation_detail,
+)
 from local_telemetry.ingest import WriterBusy
 from local_telemetry.schemas import (
     MAX_EVENTS_PER_REQUEST,
@@ -223,21 +230,7 @@ def _valid_events(data: Any) -> list[dict[str, Any]]:
     if not isinstance(data, list):
         message = "Body must be an event object or a JSON array of them"
         raise ApiError(422, [{"type": "model_type", "loc": ["body"], "msg": message}])
-    if len(data) > MAX_EVENTS_PER_REQUEST:
-        message = f"Request has {len(data)} events; at most {MAX_EVENTS_PER_REQUEST}"
-        raise ApiError(422, [{"type": "too_long", "loc": ["body"], "msg": message}])
-    events: list[dict[str, Any]] = []
-    problems: list[dict[str, Any]] = []
-    for index, item in enumerate(data):
-        try:
-            events.append(RunEventCreate.model_validate(item).to_row())
-        except ValidationError as exc:
-            for error in validation_detail(exc, "body"):
-                error["loc"].insert(1, index)
-                problems.append(error)
-    if problems:
-        raise ApiError(422, problems)
-    return events
+    return validate_array(RunEventCreate, data, MAX_EVENTS_PER_REQUEST, "events")
 
 
 async def append_events(app_state: AppState, incoming: Incoming, event_id: str) -> Reply:

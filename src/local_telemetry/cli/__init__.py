@@ -8,7 +8,15 @@ configuration.
 
 from __future__ import annotations
 
-from local_telemetry.cli import server
+from local_telemetry.cli import (  # noqa: F401  (registers commands)
+    backup,
+    doctor,
+    maintenance,
+    reports,
+    runs,
+    server,
+    transfer,
+)
 from local_telemetry.cli.root import app
 
 __all__ = ["app", "main", "server"]

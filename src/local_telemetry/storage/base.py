@@ -107,9 +107,14 @@ class InsertRuns:
 
     Result: how many rows were created (the others were duplicates, of stored runs or of
     earlier rows of the same operation: the first occurrence wins).
+
+    ``keep_times``: the rows carry ``created_at`` and ``updated_at`` to store as given
+    (``POST /api/v1/import/runs`` restoring an export). Otherwise ``updated_at`` of a row
+    is ignored (a new run has none) and a missing ``created_at`` is the insert time.
     """
 
     rows: Sequence[dict[str, Any]]
+    keep_times: bool = False
 
 
 @dataclass(frozen=True)
@@ -223,6 +228,48 @@ class ReclaimSpace:
     max_pages: int
 
 
+STALE_CLOSE_STATUSES: tuple[str, ...] = ("timeout", "failure", "cancelled")
+"""Terminal statuses a stale run may be closed with (``timeout`` by default)."""
+STALE_RUN_FIELDS: tuple[str, ...] = (
+    "event_id",
+    "agent_name",
+    "job_type",
+    "start_time",
+    "last_heard",
+)
+"""Fields of a stale run as :class:`CloseStaleRuns` and ``Store.stale_runs`` report it;
+``last_heard`` is the run's ``updated_at``, else its ``created_at``."""
+
+
+@dataclass(frozen=True)
+class CloseStaleRuns:
+    """Close up to ``limit`` stale runs: status ``running`` and nothing heard from them
+    (``updated_at``, else ``created_at``) before ``cutoff`` (stored UTC form; checked in
+    the transaction, so a run updated meanwhile stays open).
+
+    Each run gets ``status`` (one of ``STALE_CLOSE_STATUSES``); ``end_time``, when it
+    has none, becomes its last-heard time (never before ``start_time``) with
+    ``duration_ms`` end minus start, as the agent-run upsert computes it; an empty
+    ``error_summary`` gets an explanation; ``updated_at`` becomes ``now``. Result: the
+    closed runs (oldest first) as dicts of ``STALE_RUN_FIELDS``; fewer than ``limit``
+    means none is left.
+    """
+
+    cutoff: str
+    status: str
+    now: str
+    limit: int = 500
+
+
+@dataclass(frozen=True)
+class StaleRuns:
+    """What ``Store.stale_runs`` found: how many runs are stale, and the first of them
+    (oldest first, dicts of ``STALE_RUN_FIELDS``)."""
+
+    total: int
+    runs: list[dict[str, Any]]
+
+
 ALERT_COLUMNS: tuple[str, ...] = (
     "id",
     "rule_name",
@@ -277,6 +324,7 @@ WriteOp = (
     | BlankPayloads
     | DeleteRuns
     | ReclaimSpace
+    | CloseStaleRuns
     | SaveAlertRules
     | RecordAlerts
 )
@@ -492,6 +540,18 @@ class Store(Protocol):
         ``limit`` runs examined in (start_time, position) order after ``after``; those
         whose payload a :class:`BlankPayloads` would change (``payloads``), or all of
         them (for :class:`DeleteRuns`). A short read: no transaction is held."""
+
+    def retention_preview(
+        self, payload_cutoff: str | None, run_cutoff: str | None
+    ) -> tuple[RetentionCounts, RetentionCounts]:
+        """What a sweep with these cutoffs (stored UTC form; ``None``: off) would change
+        now, counted with the predicates of :class:`DeleteRuns` and
+        :class:`BlankPayloads`: (runs, events, QC reviews) deleted, then (runs, events,
+        QC notes) of the runs blanked, which excludes the runs deletion removes first."""
+
+    def stale_runs(self, cutoff: str, limit: int) -> StaleRuns:
+        """The runs :class:`CloseStaleRuns` with ``cutoff`` would close now: how many,
+        and the first ``limit`` of them in the order it closes them."""
 
     def lead(self, role: str) -> bool:
         """Whether this process is the one that runs the background job ``role``

@@ -39,6 +39,7 @@ from local_telemetry.storage.base import (
     AlertFilter,
     AppendEvents,
     BlankPayloads,
+    CloseStaleRuns,
     DeleteRuns,
     EndsBeforeStart,
     InsertRuns,
@@ -46,11 +47,13 @@ from local_telemetry.storage.base import (
     KpiInputs,
     ReclaimSpace,
     RecordAlerts,
+    RetentionCounts,
     RetentionPage,
     RunConflict,
     RunFilter,
     RunJSON,
     SaveAlertRules,
+    StaleRuns,
     StoreInfo,
     UpdateRun,
     UpsertAgentRun,
@@ -101,6 +104,7 @@ _CREATED_AT = INSERT_COLUMNS.index("created_at")
 _AGENT_NAME = INSERT_COLUMNS.index("agent_name")
 _SUPPLIED = INSERT_COLUMNS.index(SUPPLIED_COLUMN)
 _DURATION = INSERT_COLUMNS.index("duration_ms")
+_UPDATED_AT = INSERT_COLUMNS.index("updated_at")
 # PostgreSQL allows 65,535 parameters per statement.
 _ROWS_PER_STATEMENT = 60_000 // len(INSERT_COLUMNS)
 _INSERT_HEAD = f"INSERT INTO agent_runs ({', '.join(INSERT_COLUMNS)}) VALUES "
@@ -207,12 +211,18 @@ class _NewRunCounts:
                 conn.execute(sql, (keys, [counter[k] for k in keys]))
 
 
-def _insert_rows(conn: Conn, rows: Sequence[dict[str, Any]], counts: _NewRunCounts) -> list[bool]:
+def _insert_rows(
+    conn: Conn,
+    rows: Sequence[dict[str, Any]],
+    counts: _NewRunCounts,
+    keep_times: Sequence[bool] | None = None,
+) -> list[bool]:
     """Insert rows whose event_id is new; return created (True) or duplicate per row.
 
     The first occurrence of an id in ``rows`` is the one inserted; ``ON CONFLICT DO
     NOTHING RETURNING`` tells which were new in the database, also when another process
     inserts the same id at the same time (its commit decides; one creator only).
+    ``keep_times[i]``: row ``i`` keeps its own ``updated_at`` (else it is stored NULL).
     """
     now = now_stored()
     seen: set[Any] = set()
@@ -224,6 +234,8 @@ def _insert_rows(conn: Conn, rows: Sequence[dict[str, Any]], counts: _NewRunCoun
             continue
         seen.add(event_id)
         values = [row.get(column) for column in INSERT_COLUMNS]
+        if keep_times is None or not keep_times[position]:
+            values[_UPDATED_AT] = None
         supplied = values[_SUPPLIED]
         if supplied is None:
             supplied = values[_DURATION]
@@ -507,6 +519,9 @@ class PostgresStore:
                     counts.write(conn)  # a run deleted below must be counted first
                     counts = _NewRunCounts()
                     results.append(_retention_write(conn, op))
+                elif isinstance(op, CloseStaleRuns):
+                    close = partial(postgres_analytics.close_stale_runs, conn, op)
+                    results.append(isolated(conn, "stale", close))
                 elif isinstance(op, SaveAlertRules | RecordAlerts):
                     results.append(_alert_write(conn, op))
                 else:
@@ -524,8 +539,9 @@ class PostgresStore:
     def _insert_ops(self, conn: Conn, ops: list[InsertRuns], counts: _NewRunCounts) -> list[Any]:
         """Insert the rows of consecutive operations; one created-count per operation."""
         rows = [row for op in ops for row in op.rows]
+        keep_times = [op.keep_times for op in ops for _ in op.rows]
         pending = _NewRunCounts()
-        created = isolated(conn, "inserts", lambda: _insert_rows(conn, rows, pending))
+        created = isolated(conn, "inserts", lambda: _insert_rows(conn, rows, pending, keep_times))
         if isinstance(created, Exception):
             if len(ops) == 1:
                 return [created]
@@ -716,6 +732,20 @@ class PostgresStore:
             return postgres_analytics.retention_candidates(
                 conn, started_before, after, limit, payloads
             )
+
+    def retention_preview(
+        self, payload_cutoff: str | None, run_cutoff: str | None
+    ) -> tuple[RetentionCounts, RetentionCounts]:
+        """What a sweep would change now (see ``Store.retention_preview``)."""
+
+        with self._pool.connection() as conn:
+            return postgres_analytics.retention_preview(conn, payload_cutoff, run_cutoff)
+
+    def stale_runs(self, cutoff: str, limit: int) -> StaleRuns:
+        """The runs a stale-run close would act on (see ``Store.stale_runs``)."""
+
+        with self._pool.connection() as conn:
+            return postgres_analytics.stale_runs(conn, cutoff, limit)
 
     # ----- facts -----
 

@@ -38,10 +38,12 @@ import psycopg
 from psycopg import pq
 
 from local_telemetry import kpis
+from local_telemetry.storage import sqlite_stale
 from local_telemetry.storage.base import (
     ALERT_COLUMNS,
     AlertFilter,
     BlankPayloads,
+    CloseStaleRuns,
     DeleteRuns,
     KpiFilter,
     KpiInputs,
@@ -50,6 +52,7 @@ from local_telemetry.storage.base import (
     RetentionCounts,
     RetentionPage,
     SaveAlertRules,
+    StaleRuns,
 )
 from local_telemetry.timestamps import now_stored
 
@@ -380,6 +383,12 @@ def open_alerts(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
 
 # --- retention ---------------------------------------------------------------------
 
+# The predicates below are the one definition of what each operation acts on: the write
+# functions and the dry-run counts of :func:`retention_preview` both use them.
+_AGED = "start_time < %s"
+# A run's age as a sweep judges it (one placeholder: the cutoff).
+_NOTES_SET = "notes IS NOT NULL"
+# A QC review whose notes a payload sweep blanks.
 _HAS_PAYLOAD = " OR ".join(f"{c} IS NOT NULL" for c in PAYLOAD_COLUMNS)
 # Whether a run still holds anything a payload sweep removes.
 _NEEDS_BLANKING = (
@@ -401,7 +410,7 @@ def retention_candidates(
     ``Store.retention_candidates``): at most ``limit`` runs examined in (start_time, id)
     order after ``after``; those a payload sweep would change (``payloads``) or all of
     them, and the key of the last run examined (``None`` once the range is exhausted)."""
-    clauses = ["start_time < %s"]
+    clauses = [_AGED]
     params: list[Any] = [started_before]
     if after is not None:
         # The first clause bounds the index range of idx_runs_start; the row comparison
@@ -424,7 +433,7 @@ def _aged(
 ) -> list[str]:
     """The runs of ``event_ids`` that exist and started before ``started_before``."""
     rows = conn.execute(
-        "SELECT event_id FROM agent_runs WHERE event_id = ANY(%s::text[]) AND start_time < %s",
+        f"SELECT event_id FROM agent_runs WHERE event_id = ANY(%s::text[]) AND {_AGED}",
         (list(event_ids), started_before),
     )
     return [str(row[0]) for row in rows]
@@ -451,7 +460,7 @@ def blank_payloads(conn: psycopg.Connection[Any], op: BlankPayloads) -> Retentio
     runs.update(str(row[0]) for row in deleted)
     reviews = conn.execute(
         "UPDATE agent_qc SET notes = NULL WHERE event_id = ANY(%s::text[])"
-        " AND notes IS NOT NULL RETURNING event_id",
+        f" AND {_NOTES_SET} RETURNING event_id",
         (aged,),
     ).fetchall()
     runs.update(str(row[0]) for row in reviews)
@@ -484,6 +493,74 @@ def reclaim_space(conn: psycopg.Connection[Any], max_pages: int) -> int:
     """
     del conn, max_pages
     return 0
+
+
+def retention_preview(
+    conn: psycopg.Connection[Any], payload_cutoff: str | None, run_cutoff: str | None
+) -> tuple[RetentionCounts, RetentionCounts]:
+    """What a sweep with these cutoffs would change now (``Store.retention_preview``):
+    the counts :func:`delete_runs` and then :func:`blank_payloads` would return, read
+    with their predicates. A sweep deletes first, so the blanked runs exclude the runs
+    old enough to be deleted."""
+    deleted = RetentionCounts()
+    if run_cutoff is not None:
+        deleted = _retention_counts(conn, _AGED, [run_cutoff], qc_where="TRUE")
+    blanked = RetentionCounts()
+    if payload_cutoff is not None:
+        where, params = f"{_AGED} AND {_NEEDS_BLANKING}", [payload_cutoff]
+        if run_cutoff is not None:
+            where, params = f"{where} AND NOT {_AGED}", [payload_cutoff, run_cutoff]
+        blanked = _retention_counts(conn, where, params, qc_where=_NOTES_SET)
+    return deleted, blanked
+
+
+def _retention_counts(
+    conn: psycopg.Connection[Any], runs_where: str, params: list[Any], *, qc_where: str
+) -> RetentionCounts:
+    """Runs matching ``runs_where``, their events, and their QC reviews matching
+    ``qc_where``: one statement, so the three numbers describe the same runs."""
+    row = conn.execute(
+        f"WITH chosen AS (SELECT event_id FROM agent_runs WHERE {runs_where})"
+        " SELECT (SELECT COUNT(*) FROM chosen),"
+        " (SELECT COUNT(*) FROM run_events WHERE event_id IN (SELECT event_id FROM chosen)),"
+        " (SELECT COUNT(*) FROM agent_qc"
+        f"  WHERE event_id IN (SELECT event_id FROM chosen) AND {qc_where})",
+        params,
+    ).fetchone()
+    assert row is not None  # an aggregate always answers one row
+    return RetentionCounts(runs=int(row[0]), events=int(row[1]), qc=int(row[2]))
+
+
+# --- stale runs (the predicate and closing rules are sqlite_stale's) ------------------
+
+
+def stale_runs(conn: psycopg.Connection[Any], cutoff: str, limit: int) -> StaleRuns:
+    """What :func:`close_stale_runs` with ``cutoff`` would close now (``Store.stale_runs``)."""
+    found = conn.execute(sqlite_stale.count_sql("%s"), (cutoff, cutoff)).fetchone()
+    rows = conn.execute(sqlite_stale.candidates_sql("%s"), (cutoff, cutoff, limit)).fetchall()
+    columns = sqlite_stale.CANDIDATE_COLUMNS
+    runs = [sqlite_stale.reported(dict(zip(columns, row, strict=True))) for row in rows]
+    return StaleRuns(total=int(found[0]) if found else 0, runs=runs)
+
+
+def close_stale_runs(conn: psycopg.Connection[Any], op: CloseStaleRuns) -> list[dict[str, Any]]:
+    """Apply :class:`CloseStaleRuns` in the caller's transaction (and savepoint).
+
+    The candidates are locked (``FOR UPDATE``): with several server processes, a PATCH
+    through another one waits for this batch, and the predicate checked again by each
+    ``UPDATE`` leaves a run that was heard from meanwhile open.
+    """
+    sql = sqlite_stale.candidates_sql("%s") + " FOR UPDATE"
+    rows = conn.execute(sql, (op.cutoff, op.cutoff, op.limit)).fetchall()
+    closed: list[dict[str, Any]] = []
+    for row in rows:
+        run = dict(zip(sqlite_stale.CANDIDATE_COLUMNS, row, strict=True))
+        changes = sqlite_stale.closing_changes(run, op)
+        update = sqlite_stale.update_sql(list(changes), "%s")
+        params = [*changes.values(), run["event_id"], op.cutoff, op.cutoff]
+        if conn.execute(update, params).rowcount:
+            closed.append(sqlite_stale.reported(run))
+    return closed
 
 
 def apply_retention(

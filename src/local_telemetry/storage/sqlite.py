@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from local_telemetry import kpis
-from local_telemetry.storage import sqlite_alerts, sqlite_retention, sqlite_series
+from local_telemetry.storage import sqlite_alerts, sqlite_retention, sqlite_series, sqlite_stale
 from local_telemetry.storage.base import (
     AGENT_OUTCOME_COLUMNS,
     BOOL_COLUMNS,
@@ -36,6 +36,7 @@ from local_telemetry.storage.base import (
     AlertFilter,
     AppendEvents,
     BlankPayloads,
+    CloseStaleRuns,
     DeleteRuns,
     EndsBeforeStart,
     InsertRuns,
@@ -43,11 +44,13 @@ from local_telemetry.storage.base import (
     KpiInputs,
     ReclaimSpace,
     RecordAlerts,
+    RetentionCounts,
     RetentionPage,
     RunConflict,
     RunFilter,
     RunJSON,
     SaveAlertRules,
+    StaleRuns,
     StoreInfo,
     UpdateRun,
     UpsertAgentRun,
@@ -63,9 +66,11 @@ WRITER_CACHE_KIB = 64 * 1024
 # itself (the agent-runs upsert computes its duration: not supplied); otherwise it is
 # supplied when the row has a duration_ms.
 SUPPLIED_COLUMN = "duration_ms_supplied"
+# updated_at last: only an import (InsertRuns.keep_times) stores a row's own value.
 INSERT_COLUMNS: tuple[str, ...] = (
     *(c for c in RUN_COLUMNS if c != "updated_at"),
     SUPPLIED_COLUMN,
+    "updated_at",
 )
 _INSERT_SQL = (
     f"INSERT INTO agent_runs ({', '.join(INSERT_COLUMNS)}) "
@@ -90,6 +95,7 @@ _CREATED_AT = INSERT_COLUMNS.index("created_at")
 _AGENT_NAME = INSERT_COLUMNS.index("agent_name")
 _SUPPLIED = INSERT_COLUMNS.index(SUPPLIED_COLUMN)
 _DURATION = INSERT_COLUMNS.index("duration_ms")
+_UPDATED_AT = INSERT_COLUMNS.index("updated_at")
 _MAX_VARIABLES = 30_000  # SQLite allows 32,766 parameters per statement
 _HOURLY_SQL = (
     "INSERT INTO run_counts_hourly(hour, runs) VALUES (?, ?) "
@@ -247,19 +253,23 @@ def _existing_ids(conn: sqlite3.Connection, event_ids: list[str]) -> set[str]:
 
 
 def _insert_rows(
-    conn: sqlite3.Connection, rows: Sequence[dict[str, Any]], counts: _NewRunCounts
+    conn: sqlite3.Connection,
+    rows: Sequence[dict[str, Any]],
+    counts: _NewRunCounts,
+    keep_times: Sequence[bool] | None = None,
 ) -> list[bool]:
     """Insert rows whose event_id is new; return created (True) or duplicate per row.
 
     Inside the writer's transaction nobody else can write, so one look-up of the ids
     tells exactly which rows are duplicates; the first occurrence of an id wins.
+    ``keep_times[i]``: row ``i`` keeps its own ``updated_at`` (else it is stored NULL).
     """
     now = now_stored()
     taken = _existing_ids(conn, [row["event_id"] for row in rows])
     created: list[bool] = []
     fresh: list[list[Any]] = []
     pending = _NewRunCounts()
-    for row in rows:
+    for position, row in enumerate(rows):
         event_id = row["event_id"]
         if event_id in taken:
             created.append(False)
@@ -267,6 +277,8 @@ def _insert_rows(
         taken.add(event_id)
         created.append(True)
         values = [row.get(column) for column in INSERT_COLUMNS]
+        if keep_times is None or not keep_times[position]:
+            values[_UPDATED_AT] = None
         supplied = values[_SUPPLIED]
         if supplied is None:
             supplied = values[_DURATION]
@@ -598,6 +610,15 @@ def _alert_write(conn: sqlite3.Connection, op: SaveAlertRules | RecordAlerts) ->
     return isolated(conn, "alerts", lambda: sqlite_alerts.record_alerts(conn, op))
 
 
+def _maintenance_write(
+    conn: sqlite3.Connection, op: BlankPayloads | DeleteRuns | ReclaimSpace | CloseStaleRuns
+) -> Any:
+    """A retention or stale-run write in a savepoint of its own."""
+    if isinstance(op, CloseStaleRuns):
+        return sqlite_stale.apply_op(conn, op)
+    return sqlite_retention.apply_op(conn, op)
+
+
 class SQLiteStore:
     """:class:`~local_telemetry.storage.base.Store` on one SQLite file."""
 
@@ -688,10 +709,10 @@ class SQLiteStore:
                     results.append(self._add_qc_or_error(conn, op))
                     index += 1
                     continue
-                if isinstance(op, BlankPayloads | DeleteRuns | ReclaimSpace):
+                if isinstance(op, BlankPayloads | DeleteRuns | ReclaimSpace | CloseStaleRuns):
                     counts.write(conn)  # a run deleted below must be counted first
                     counts = _NewRunCounts()
-                    results.append(sqlite_retention.apply_op(conn, op))
+                    results.append(_maintenance_write(conn, op))
                     index += 1
                     continue
                 if isinstance(op, SaveAlertRules | RecordAlerts):
@@ -770,9 +791,10 @@ class SQLiteStore:
     ) -> list[Any]:
         """Insert the rows of consecutive operations; one created-count per operation."""
         rows = [row for op in ops for row in op.rows]
+        keep_times = [op.keep_times for op in ops for _ in op.rows]
         conn.execute("SAVEPOINT inserts")
         try:
-            created = _insert_rows(conn, rows, counts)
+            created = _insert_rows(conn, rows, counts, keep_times)
         except (sqlite3.IntegrityError, ValueError) as exc:
             conn.execute("ROLLBACK TO inserts")
             conn.execute("RELEASE inserts")
@@ -1076,6 +1098,16 @@ class SQLiteStore:
     ) -> RetentionPage:
         """A page of runs a retention sweep acts on (see ``Store.retention_candidates``)."""
         return sqlite_retention.candidates(self._reader(), started_before, after, limit, payloads)
+
+    def retention_preview(
+        self, payload_cutoff: str | None, run_cutoff: str | None
+    ) -> tuple[RetentionCounts, RetentionCounts]:
+        """What a sweep would change now (see ``Store.retention_preview``)."""
+        return sqlite_retention.preview(self._reader(), payload_cutoff, run_cutoff)
+
+    def stale_runs(self, cutoff: str, limit: int) -> StaleRuns:
+        """The runs a stale-run close would act on (see ``Store.stale_runs``)."""
+        return sqlite_stale.stale_runs(self._reader(), cutoff, limit)
 
     def lead(self, role: str) -> bool:
         """Always: one server process owns a SQLite file (see ``Store.lead``)."""

@@ -29,6 +29,12 @@ PAYLOAD_COLUMNS: tuple[str, ...] = ("error_details", "metrics_json", "context_js
 _CHUNK = 900
 _INCREMENTAL = 2  # PRAGMA auto_vacuum: 0 NONE, 1 FULL, 2 INCREMENTAL
 
+# The predicates below are the one definition of what each operation acts on: the write
+# functions and the dry-run counts of :func:`preview` both use them.
+_AGED = "start_time < ?"
+# A run's age as a sweep judges it (one ``?``: the cutoff).
+_NOTES_SET = "notes IS NOT NULL"
+# A QC review whose notes a payload sweep blanks.
 _HAS_PAYLOAD = " OR ".join(f"{c} IS NOT NULL" for c in PAYLOAD_COLUMNS)
 # Whether a run still holds anything a payload sweep removes.
 _NEEDS_BLANKING = (
@@ -52,7 +58,7 @@ def candidates(
     those a payload sweep would change (``payloads``) or all of them (deletion), and the
     key of the last run examined (``None`` once the range is exhausted).
     """
-    clauses = ["start_time < ?"]
+    clauses = [_AGED]
     params: list[object] = [started_before]
     if after is not None:
         clauses.append("start_time >= ? AND NOT (start_time = ? AND id <= ?)")
@@ -77,7 +83,7 @@ def _aged(conn: sqlite3.Connection, event_ids: Sequence[str], started_before: st
         found.extend(
             str(row[0])
             for row in conn.execute(
-                f"SELECT event_id FROM agent_runs WHERE event_id IN ({marks}) AND start_time < ?",
+                f"SELECT event_id FROM agent_runs WHERE event_id IN ({marks}) AND {_AGED}",
                 [*chunk, started_before],
             )
         )
@@ -109,7 +115,7 @@ def blank_payloads(conn: sqlite3.Connection, op: BlankPayloads) -> RetentionCoun
             f"DELETE FROM run_events WHERE event_id IN ({marks})", chunk
         ).rowcount
         reviews = conn.execute(
-            f"UPDATE agent_qc SET notes = NULL WHERE event_id IN ({marks}) AND notes IS NOT NULL"
+            f"UPDATE agent_qc SET notes = NULL WHERE event_id IN ({marks}) AND {_NOTES_SET}"
             " RETURNING event_id",
             chunk,
         ).fetchall()
@@ -159,6 +165,41 @@ def reclaim_space(conn: sqlite3.Connection, max_pages: int) -> int:
     finally:
         cursor.close()  # resets the statement: COMMIT refuses one still in progress
     return before - int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+
+
+def preview(
+    conn: sqlite3.Connection, payload_cutoff: str | None, run_cutoff: str | None
+) -> tuple[RetentionCounts, RetentionCounts]:
+    """What a sweep with these cutoffs would change now (``Store.retention_preview``):
+    the counts :func:`delete_runs` and then :func:`blank_payloads` would return, read
+    with their predicates. A sweep deletes first, so the blanked runs exclude the runs
+    old enough to be deleted."""
+    deleted = RetentionCounts()
+    if run_cutoff is not None:
+        deleted = _counts(conn, _AGED, [run_cutoff], qc_where="1")
+    blanked = RetentionCounts()
+    if payload_cutoff is not None:
+        where, params = f"{_AGED} AND {_NEEDS_BLANKING}", [payload_cutoff]
+        if run_cutoff is not None:
+            where, params = f"{where} AND NOT {_AGED}", [payload_cutoff, run_cutoff]
+        blanked = _counts(conn, where, params, qc_where=_NOTES_SET)
+    return deleted, blanked
+
+
+def _counts(
+    conn: sqlite3.Connection, runs_where: str, params: Sequence[str], *, qc_where: str
+) -> RetentionCounts:
+    """Runs matching ``runs_where``, their events, and their QC reviews matching
+    ``qc_where``: one read, so the three numbers describe the same runs."""
+    row = conn.execute(
+        f"WITH chosen AS (SELECT event_id FROM agent_runs WHERE {runs_where})"
+        " SELECT (SELECT COUNT(*) FROM chosen),"
+        " (SELECT COUNT(*) FROM run_events WHERE event_id IN (SELECT event_id FROM chosen)),"
+        " (SELECT COUNT(*) FROM agent_qc"
+        f"  WHERE event_id IN (SELECT event_id FROM chosen) AND {qc_where})",
+        params,
+    ).fetchone()
+    return RetentionCounts(runs=int(row[0]), events=int(row[1]), qc=int(row[2]))
 
 
 RetentionOp = BlankPayloads | DeleteRuns | ReclaimSpace
