@@ -163,6 +163,22 @@ def new_run(**fields: Any) -> dict[str, Any]:
     return body
 
 
+def create_run(api: httpx.Client, **fields: Any) -> dict[str, Any]:
+    """Create a run (:func:`new_run` with ``fields``) and return it as the server stored it."""
+    body = new_run(**fields)
+    reply = api.post("/api/v1/runs", json=body)
+    assert reply.status_code == 201, reply.text
+    return fetch_run(api, body["event_id"])
+
+
+def fetch_run(api: httpx.Client, event_id: str) -> dict[str, Any]:
+    """The stored run ``event_id`` (asserting the server has it)."""
+    reply = api.get(f"/api/v1/runs/{event_id}")
+    assert reply.status_code == 200, reply.text
+    run: dict[str, Any] = reply.json()
+    return run
+
+
 def store_row(event_id: str, **fields: Any) -> dict[str, Any]:
     """A minimal valid run row for Store tests (timestamps in the stored form)."""
     from local_telemetry.timestamps import normalize

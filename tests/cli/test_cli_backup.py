@@ -75,6 +75,18 @@ def _post_runs(server: ServerProcess, count: int, agent: str) -> list[str]:
     return ids
 
 
+def _backed_up(
+    server: ServerProcess, tmp_path: Path, agent: str, before: int, after: int
+) -> tuple[Path, list[str], list[str]]:
+    """``before`` runs, a backup of them (``tmp_path/backup.sqlite``), then ``after``
+    runs more: the backup's path and the ids of both sets of runs."""
+    old_ids = _post_runs(server, before, agent)
+    backup_path = tmp_path / "backup.sqlite"
+    assert cli_against(server, "backup", str(backup_path)).returncode == 0
+    later_ids = _post_runs(server, after, agent)
+    return backup_path, old_ids, later_ids
+
+
 def _event_ids(db: Path) -> set[str]:
     with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
         return {str(row[0]) for row in conn.execute("SELECT event_id FROM agent_runs")}
@@ -191,10 +203,7 @@ def test_restore_refuses_while_a_server_runs_then_works_once_it_stopped(
     start_server: StartServer, tmp_path: Path
 ) -> None:
     server = start_server()
-    old_ids = _post_runs(server, 4, "restore-running")
-    backup_path = tmp_path / "backup.sqlite"
-    assert cli_against(server, "backup", str(backup_path)).returncode == 0
-    later_ids = _post_runs(server, 2, "restore-running")
+    backup_path, old_ids, later_ids = _backed_up(server, tmp_path, "restore-running", 4, 2)
 
     refused = cli_against(server, "restore", str(backup_path))
     assert refused.returncode == 1
@@ -220,10 +229,7 @@ def test_restore_moves_the_old_database_aside_with_its_wal_and_the_backup_serves
     start_server: StartServer, tmp_path: Path
 ) -> None:
     server = start_server()
-    old_ids = _post_runs(server, 5, "restore-aside")
-    backup_path = tmp_path / "backup.sqlite"
-    assert cli_against(server, "backup", str(backup_path)).returncode == 0
-    later_ids = _post_runs(server, 3, "restore-aside")
+    backup_path, old_ids, later_ids = _backed_up(server, tmp_path, "restore-aside", 5, 3)
     server.kill()  # no clean shutdown: the -wal (with the later runs' pages) stays
     wal = Path(f"{server.db_path}-wal")
     assert wal.exists()
@@ -275,10 +281,7 @@ def test_restore_with_force_replaces_the_file_under_a_running_server(
     start_server: StartServer, tmp_path: Path
 ) -> None:
     server = start_server()
-    old_ids = _post_runs(server, 2, "restore-force")
-    backup_path = tmp_path / "backup.sqlite"
-    assert cli_against(server, "backup", str(backup_path)).returncode == 0
-    _post_runs(server, 2, "restore-force")
+    backup_path, old_ids, _ = _backed_up(server, tmp_path, "restore-force", 2, 2)
     forced = cli_against(server, "restore", str(backup_path), "--force")
     server.stop()
     assert forced.returncode == 0, forced.stderr

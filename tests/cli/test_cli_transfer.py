@@ -165,6 +165,13 @@ def test_output_dash_writes_to_stdout(servers: tuple[ServerProcess, ServerProces
     assert b"wrote 18 runs" in result.stderr
 
 
+def _exported_lines(source: ServerProcess, count: int) -> list[bytes]:
+    """The first ``count`` lines of the source's JSON Lines export (newest runs first)."""
+    export = httpx.get(f"{source.url}/api/v1/export/runs", params={"format": "jsonl"})
+    lines: list[bytes] = export.content.splitlines()[:count]
+    return lines
+
+
 def _write_lines(path: Path, lines: list[bytes]) -> None:
     path.write_bytes(b"".join(line + b"\n" for line in lines))
 
@@ -173,9 +180,7 @@ def test_bad_line_stops_the_import_naming_it(
     servers: tuple[ServerProcess, ServerProcess], tmp_path: Path
 ) -> None:
     source, target = servers
-    lines = httpx.get(
-        f"{source.url}/api/v1/export/runs", params={"format": "jsonl"}
-    ).content.splitlines()[:6]
+    lines = _exported_lines(source, 6)
     lines[2] = b'{"event_id": "broken", not json'
     path = tmp_path / "bad.jsonl"
     _write_lines(path, lines)
@@ -191,9 +196,7 @@ def test_server_refused_row_names_its_line(
     servers: tuple[ServerProcess, ServerProcess], tmp_path: Path
 ) -> None:
     source, target = servers
-    lines = httpx.get(
-        f"{source.url}/api/v1/export/runs", params={"format": "jsonl"}
-    ).content.splitlines()[:4]
+    lines = _exported_lines(source, 4)
     run = orjson.loads(lines[1])
     run["status"] = "exploded"
     lines[1] = orjson.dumps(run)

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from support import StartServer, new_run
+from support import StartServer, create_run, fetch_run
 
 CLOSE = "/api/v1/maintenance/close-stale-runs"
 STALE_WAIT_SECONDS = 1.5
@@ -26,20 +26,6 @@ JOB_WAIT_SECONDS = 20.0
 
 def instant(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def create(api: httpx.Client, **fields: Any) -> dict[str, Any]:
-    body = new_run(**fields)
-    reply = api.post("/api/v1/runs", json=body)
-    assert reply.status_code == 201, reply.text
-    return get(api, body["event_id"])
-
-
-def get(api: httpx.Client, event_id: str) -> dict[str, Any]:
-    reply = api.get(f"/api/v1/runs/{event_id}")
-    assert reply.status_code == 200, reply.text
-    run: dict[str, Any] = reply.json()
-    return run
 
 
 def close(api: httpx.Client, **body: Any) -> dict[str, Any]:
@@ -60,22 +46,24 @@ def test_closes_exactly_the_stale_running_runs(start_server: StartServer) -> Non
     server = start_server()
     agent = f"stale-{uuid.uuid4().hex[:8]}"
     with httpx.Client(base_url=server.url, timeout=30) as api:
-        stale = create(api, agent_name=agent)
-        explained = create(api, agent_name=agent, error_summary="worker lost its lease")
-        done = create(api, agent_name=agent, status="success", end_time="2026-01-12T10:31:00Z")
-        failed = create(api, agent_name=agent, status="failure", end_time="2026-01-12T10:32:00Z")
-        patched = create(api, agent_name=agent)
+        stale = create_run(api, agent_name=agent)
+        explained = create_run(api, agent_name=agent, error_summary="worker lost its lease")
+        done = create_run(api, agent_name=agent, status="success", end_time="2026-01-12T10:31:00Z")
+        failed = create_run(
+            api, agent_name=agent, status="failure", end_time="2026-01-12T10:32:00Z"
+        )
+        patched = create_run(api, agent_name=agent)
         agent_run_id = str(uuid.uuid4())
         posted = api.post("/api/agent-runs", json={"run_id": agent_run_id, "agent_name": agent})
         assert posted.status_code in (200, 201), posted.text
-        agent_run = get(api, agent_run_id)
+        agent_run = fetch_run(api, agent_run_id)
         assert agent_run["status"] == "running"
         metrics_before = api.get("/metrics").json()
         time.sleep(STALE_WAIT_SECONDS)
         # Heard from after the wait (so after any cutoff of "1s" below): not stale.
         reply = api.patch(f"/api/v1/runs/{patched['event_id']}", json={"items_discovered": 3})
         assert reply.status_code == 200, reply.text
-        fresh = create(api, agent_name=agent)
+        fresh = create_run(api, agent_name=agent)
         expected = {stale["event_id"], explained["event_id"], agent_run_id}
 
         preview = close(api, older_than="1s", dry_run=True)
@@ -83,7 +71,7 @@ def test_closes_exactly_the_stale_running_runs(start_server: StartServer) -> Non
         assert preview["status"] == "timeout"
         assert preview["closed"] == 3
         assert set(preview["event_ids"]) == expected
-        assert get(api, stale["event_id"]) == stale  # a dry run changes nothing
+        assert fetch_run(api, stale["event_id"]) == stale  # a dry run changes nothing
         assert status_counts(api, agent) == {"running": 5, "success": 1, "failure": 1}
 
         result = close(api, older_than="1s")
@@ -95,7 +83,7 @@ def test_closes_exactly_the_stale_running_runs(start_server: StartServer) -> Non
         )
 
         for before in (stale, explained, agent_run):
-            after = get(api, before["event_id"])
+            after = fetch_run(api, before["event_id"])
             heard = before["updated_at"] or before["created_at"]
             assert after["status"] == "timeout"
             assert after["end_time"] == max(heard, before["start_time"])
@@ -103,15 +91,15 @@ def test_closes_exactly_the_stale_running_runs(start_server: StartServer) -> Non
             assert after["duration_ms"] == span // timedelta(milliseconds=1)
             assert after["updated_at"] is not None
             assert after["updated_at"] > heard
-        assert get(api, explained["event_id"])["error_summary"] == "worker lost its lease"
-        summary = get(api, stale["event_id"])["error_summary"]
+        assert fetch_run(api, explained["event_id"])["error_summary"] == "worker lost its lease"
+        summary = fetch_run(api, stale["event_id"])["error_summary"]
         assert summary == (
             f"closed as timeout by stale-run cleanup: no update for 1s since {stale['created_at']}"
         )
         for kept in (done, failed):
-            assert get(api, kept["event_id"]) == kept
+            assert fetch_run(api, kept["event_id"]) == kept
         for still in (patched, fresh):
-            assert get(api, still["event_id"])["status"] == "running"
+            assert fetch_run(api, still["event_id"])["status"] == "running"
 
         # KPIs read the new statuses; a timeout is a completed run that did not succeed.
         assert status_counts(api, agent) == {
@@ -132,11 +120,11 @@ def test_other_status_and_an_end_never_before_the_start(start_server: StartServe
     server = start_server()
     with httpx.Client(base_url=server.url, timeout=30) as api:
         # A start the client put after the run's creation: the end is the start.
-        later = create(api, start_time="2099-01-01T00:00:00Z")
+        later = create_run(api, start_time="2099-01-01T00:00:00Z")
         time.sleep(STALE_WAIT_SECONDS)
         result = close(api, older_than="1s", status="cancelled")
         assert result["event_ids"] == [later["event_id"]]
-        after = get(api, later["event_id"])
+        after = fetch_run(api, later["event_id"])
         assert after["status"] == "cancelled"
         assert after["end_time"] == later["start_time"]
         assert after["duration_ms"] == 0
@@ -146,10 +134,10 @@ def test_other_status_and_an_end_never_before_the_start(start_server: StartServe
 def test_an_age_not_yet_reached_closes_nothing(start_server: StartServer) -> None:
     server = start_server()
     with httpx.Client(base_url=server.url, timeout=30) as api:
-        run = create(api)
+        run = create_run(api)
         result = close(api, older_than="1h")
         assert (result["closed"], result["event_ids"]) == (0, [])
-        assert get(api, run["event_id"]) == run
+        assert fetch_run(api, run["event_id"]) == run
 
 
 @pytest.mark.parametrize(
@@ -194,17 +182,17 @@ def test_the_bearer_token_is_required_when_auth_is_on(start_server: StartServer)
 def test_the_periodic_job_closes_stale_runs_by_itself(start_server: StartServer) -> None:
     server = start_server(TELEMETRY_STALE_RUN_TIMEOUT="1s", TELEMETRY_STALE_RUN_STATUS="failure")
     with httpx.Client(base_url=server.url, timeout=30) as api:
-        run = create(api)
-        done = create(api, status="success", end_time="2026-01-12T10:31:00Z")
+        run = create_run(api)
+        done = create_run(api, status="success", end_time="2026-01-12T10:31:00Z")
         deadline = time.monotonic() + JOB_WAIT_SECONDS
         while time.monotonic() < deadline:
-            if get(api, run["event_id"])["status"] != "running":
+            if fetch_run(api, run["event_id"])["status"] != "running":
                 break
             time.sleep(0.2)
-        closed = get(api, run["event_id"])
+        closed = fetch_run(api, run["event_id"])
         assert closed["status"] == "failure"
         assert closed["error_summary"].startswith("closed as failure by stale-run cleanup")
-        assert get(api, done["event_id"]) == done
+        assert fetch_run(api, done["event_id"]) == done
         # The endpoint uses the configured timeout and status when the body gives none.
         preview = close(api, dry_run=True)
         assert (preview["status"], preview["closed"]) == ("failure", 0)

@@ -62,6 +62,11 @@ class Check:
         """The ``--json`` form."""
         return {"name": self.name, "status": self.status, "detail": self.detail, "fix": self.fix}
 
+    @classmethod
+    def warn_if(cls, name: str, bad: bool, detail: str, fix: str) -> Check:
+        """A warning with ``fix`` when ``bad``, else ``ok``; ``detail`` either way."""
+        return cls(name, "warn", detail, fix) if bad else cls(name, "ok", detail)
+
 
 @dataclass
 class Context:
@@ -305,14 +310,12 @@ def check_disk_space(ctx: Context) -> Check | None:
     where = _existing_ancestor(ctx.db_path.parent)
     usage = shutil.disk_usage(where)
     detail = f"{_size(usage.free)} free of {_size(usage.total)} on the file system of {where}"
-    if usage.free < MIN_FREE_BYTES or usage.free < usage.total * MIN_FREE_FRACTION:
-        return Check(
-            "sqlite.disk_space",
-            "warn",
-            detail,
-            "free space there (below 1 GiB or 10 % a full disk stops every write)",
-        )
-    return Check("sqlite.disk_space", "ok", detail)
+    return Check.warn_if(
+        "sqlite.disk_space",
+        usage.free < MIN_FREE_BYTES or usage.free < usage.total * MIN_FREE_FRACTION,
+        detail,
+        "free space there (below 1 GiB or 10 % a full disk stops every write)",
+    )
 
 
 def check_wal_size(ctx: Context) -> Check | None:
@@ -322,14 +325,12 @@ def check_wal_size(ctx: Context) -> Check | None:
     wal = Path(f"{ctx.db_path}-wal")
     size = wal.stat().st_size if wal.exists() else 0
     detail = f"{wal.name}: {_size(size)}" if wal.exists() else "no -wal file (server stopped)"
-    if size > LARGE_WAL_BYTES:
-        return Check(
-            "sqlite.wal_size",
-            "warn",
-            detail,
-            "a long-running reader keeps checkpoints from finishing; restart the server",
-        )
-    return Check("sqlite.wal_size", "ok", detail)
+    return Check.warn_if(
+        "sqlite.wal_size",
+        size > LARGE_WAL_BYTES,
+        detail,
+        "a long-running reader keeps checkpoints from finishing; restart the server",
+    )
 
 
 # ----- PostgreSQL -----

@@ -12,6 +12,15 @@ from typing import Annotated, Any
 import typer
 
 from local_telemetry.cli import tables
+from local_telemetry.cli.filters import (
+    GROUP_BY_HELP,
+    AgentNameOption,
+    FromOption,
+    JobTypeOption,
+    ToOption,
+    TzOption,
+    kpi_params,
+)
 from local_telemetry.cli.remote import JsonOption, Remote, TokenOption, UrlOption, print_json
 from local_telemetry.cli.root import app
 
@@ -57,38 +66,23 @@ def print_kpis(result: dict[str, Any]) -> None:
 
 @app.command("kpis")
 def kpis(
-    agent_name: Annotated[
-        str | None, typer.Option("--agent-name", help="Only this agent.", show_default=False)
-    ] = None,
-    job_type: Annotated[
-        str | None, typer.Option("--job-type", help="Only this job type.", show_default=False)
-    ] = None,
-    start: Annotated[
-        str | None,
-        typer.Option(
-            "--from",
-            help="Runs started at or after this (ISO 8601 with timezone).",
-            show_default=False,
-        ),
-    ] = None,
-    end: Annotated[
-        str | None,
-        typer.Option("--to", help="Runs started before this (exclusive).", show_default=False),
-    ] = None,
+    agent_name: AgentNameOption = None,
+    job_type: JobTypeOption = None,
+    start: FromOption = None,
+    end: ToOption = None,
+    # Not filters.GroupByOption: the default grouping and 'none' are this command's own
+    # (export kpis sends only what is given, and the server's default is one group).
     group_by: Annotated[
         list[str] | None,
         typer.Option(
             "--group-by",
             help=(
-                "agent_name, job_type, day or week; repeat for several; 'none' for one"
-                " group of everything. Default: agent_name and day."
+                f"{GROUP_BY_HELP} 'none' for one group of everything. Default: agent_name and day."
             ),
             show_default=False,
         ),
     ] = None,
-    tz: Annotated[
-        str, typer.Option("--tz", help="IANA time zone of the day and week boundaries.")
-    ] = "UTC",
+    tz: TzOption = "UTC",
     url: UrlOption = None,
     token: TokenOption = None,
     as_json: JsonOption = False,
@@ -102,14 +96,9 @@ def kpis(
     chosen = list(group_by) if group_by else list(DEFAULT_GROUP_BY)
     if chosen == [NO_GROUPING]:
         chosen = []
-    params = {
-        "agent_name": agent_name,
-        "job_type": job_type,
-        "from": start,
-        "to": end,
-        "group_by": chosen,
-        "tz": tz,
-    }
+    params = kpi_params(
+        agent_name=agent_name, job_type=job_type, start=start, end=end, group_by=chosen, tz=tz
+    )
     with Remote(url, token) as remote:
         result: dict[str, Any] = remote.get(KPIS_PATH, params)
     if as_json:
@@ -196,12 +185,7 @@ def alerts(
     params = {"state": state, "rule_name": rule_name, "agent_name": agent_name, "limit": limit}
     with Remote(url, token) as remote:
         found: list[dict[str, Any]] = remote.get(ALERTS_PATH, params)
-    if as_json:
-        print_json(found)
-    elif found:
-        print_alerts(found)
-    if not found:
-        typer.echo("no alerts match", err=True)
+    tables.print_found(found, as_json=as_json, render=print_alerts, nothing="no alerts match")
 
 
 @alerts_app.command("rules")

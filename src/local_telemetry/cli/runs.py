@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
 
 import httpx
@@ -21,6 +21,18 @@ import orjson
 import typer
 
 from local_telemetry.cli import tables
+from local_telemetry.cli.filters import (
+    AgentNameOption,
+    CreatedAfterOption,
+    CreatedBeforeOption,
+    JobTypeOption,
+    ParentRunIdOption,
+    RunIdOption,
+    StartTimeFromOption,
+    StartTimeToOption,
+    StatusOption,
+    run_params,
+)
 from local_telemetry.cli.remote import (
     EXIT_BAD_ARGUMENTS,
     JsonOption,
@@ -32,6 +44,9 @@ from local_telemetry.cli.remote import (
 )
 from local_telemetry.cli.root import app
 from local_telemetry.timestamps import parse_instant, to_stored
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 runs_app = typer.Typer(
     help="Query runs: list them with filters, show one, follow new ones (tail).",
@@ -47,21 +62,6 @@ OVERLAP = timedelta(seconds=2)
 """How far before the newest run seen ``runs tail`` asks again: a run whose transaction
 commits after a later-stamped one (PostgreSQL, concurrent writers) still shows up."""
 MAX_BACKOFF_SECONDS = 30.0
-
-AgentOption = Annotated[
-    str | None, typer.Option("--agent-name", help="Only runs of this agent.", show_default=False)
-]
-JobTypeOption = Annotated[
-    str | None, typer.Option("--job-type", help="Only runs of this job type.", show_default=False)
-]
-StatusOption = Annotated[
-    str | None,
-    typer.Option(
-        "--status",
-        help="Only runs with this status (canonical or alias, e.g. success, failure).",
-        show_default=False,
-    ),
-]
 
 
 def _clean(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -107,44 +107,15 @@ def print_runs(runs: list[dict[str, Any]]) -> None:
 
 @runs_app.command("list")
 def list_runs(
-    agent_name: AgentOption = None,
+    agent_name: AgentNameOption = None,
     job_type: JobTypeOption = None,
-    run_id: Annotated[
-        str | None, typer.Option("--run-id", help="Only runs with this run_id.", show_default=False)
-    ] = None,
-    parent_run_id: Annotated[
-        str | None,
-        typer.Option("--parent-run-id", help="Only children of this run.", show_default=False),
-    ] = None,
+    run_id: RunIdOption = None,
+    parent_run_id: ParentRunIdOption = None,
     status: StatusOption = None,
-    created_after: Annotated[
-        str | None,
-        typer.Option(
-            "--created-after",
-            help="Only runs recorded after this instant (ISO 8601 with timezone, exclusive).",
-            show_default=False,
-        ),
-    ] = None,
-    created_before: Annotated[
-        str | None,
-        typer.Option(
-            "--created-before",
-            help="Only runs recorded before this instant (exclusive).",
-            show_default=False,
-        ),
-    ] = None,
-    start_time_from: Annotated[
-        str | None,
-        typer.Option(
-            "--start-time-from", help="Only runs started at or after this.", show_default=False
-        ),
-    ] = None,
-    start_time_to: Annotated[
-        str | None,
-        typer.Option(
-            "--start-time-to", help="Only runs started at or before this.", show_default=False
-        ),
-    ] = None,
+    created_after: CreatedAfterOption = None,
+    created_before: CreatedBeforeOption = None,
+    start_time_from: StartTimeFromOption = None,
+    start_time_to: StartTimeToOption = None,
     limit: Annotated[int, typer.Option("--limit", help="At most this many runs (1-1000).")] = 100,
     offset: Annotated[int, typer.Option("--offset", help="Skip this many runs first.")] = 0,
     url: UrlOption = None,
@@ -156,27 +127,21 @@ def list_runs(
     Timestamps are ISO 8601 with a timezone (2026-01-12T10:30:00Z). With --json the
     server's JSON array is printed unchanged. No match: a note on stderr, exit 0.
     """
-    params = {
-        "agent_name": agent_name,
-        "job_type": job_type,
-        "run_id": run_id,
-        "parent_run_id": parent_run_id,
-        "status": status,
-        "created_after": created_after,
-        "created_before": created_before,
-        "start_time_from": start_time_from,
-        "start_time_to": start_time_to,
-        "limit": limit,
-        "offset": offset,
-    }
+    filters = run_params(
+        agent_name=agent_name,
+        job_type=job_type,
+        run_id=run_id,
+        parent_run_id=parent_run_id,
+        status=status,
+        created_after=created_after,
+        created_before=created_before,
+        start_time_from=start_time_from,
+        start_time_to=start_time_to,
+    )
+    params = {**filters, "limit": limit, "offset": offset}
     with Remote(url, token) as remote:
         runs: list[dict[str, Any]] = remote.get(RUNS_PATH, params)
-    if as_json:
-        print_json(runs)
-    elif runs:
-        print_runs(runs)
-    if not runs:
-        typer.echo("no runs match", err=True)
+    tables.print_found(runs, as_json=as_json, render=print_runs, nothing="no runs match")
 
 
 def _run_path(event_id: str, suffix: str = "") -> str:
@@ -208,6 +173,17 @@ def fetch_events(remote: Remote, event_id: str) -> list[dict[str, Any]]:
             return events
 
 
+def _print_section(out: Console, title: str, columns: list[str], rows: list[list[str]]) -> None:
+    """A titled table of ``rows`` (its first column, a time, unwrapped), or one line
+    saying there are none."""
+    if rows:
+        out.print(
+            tables.table(columns, rows, title=f"{title} ({len(rows)})", no_wrap=(columns[0],))
+        )
+    else:
+        out.print(f"{title}: none")
+
+
 def _print_run(run: dict[str, Any], events: list[dict[str, Any]], qc: list[dict[str, Any]]) -> None:
     out = tables.console()
     fields = tables.table(
@@ -217,44 +193,34 @@ def _print_run(run: dict[str, Any], events: list[dict[str, Any]], qc: list[dict[
         no_wrap=("Field",),
     )
     out.print(fields)
-    if events:
-        out.print(
-            tables.table(
-                ["Time", "Level", "Message", "Data"],
-                (
-                    [
-                        tables.timestamp(event.get("timestamp")),
-                        tables.text(event.get("level")),
-                        tables.text(event.get("message")),
-                        tables.text(event.get("data")),
-                    ]
-                    for event in events
-                ),
-                title=f"Events ({len(events)})",
-                no_wrap=("Time",),
-            )
-        )
-    else:
-        out.print("Events: none")
-    if qc:
-        out.print(
-            tables.table(
-                ["Time", "Score", "Reviewer", "Notes"],
-                (
-                    [
-                        tables.timestamp(review.get("created_at")),
-                        tables.text(review.get("score")),
-                        tables.text(review.get("reviewer")),
-                        tables.text(review.get("notes")),
-                    ]
-                    for review in qc
-                ),
-                title=f"QC reviews ({len(qc)})",
-                no_wrap=("Time",),
-            )
-        )
-    else:
-        out.print("QC reviews: none")
+    _print_section(
+        out,
+        "Events",
+        ["Time", "Level", "Message", "Data"],
+        [
+            [
+                tables.timestamp(event.get("timestamp")),
+                tables.text(event.get("level")),
+                tables.text(event.get("message")),
+                tables.text(event.get("data")),
+            ]
+            for event in events
+        ],
+    )
+    _print_section(
+        out,
+        "QC reviews",
+        ["Time", "Score", "Reviewer", "Notes"],
+        [
+            [
+                tables.timestamp(review.get("created_at")),
+                tables.text(review.get("score")),
+                tables.text(review.get("reviewer")),
+                tables.text(review.get("notes")),
+            ]
+            for review in qc
+        ],
+    )
 
 
 @runs_app.command("show")
@@ -430,7 +396,7 @@ def _follow(
 
 @runs_app.command("tail")
 def tail_runs(
-    agent_name: AgentOption = None,
+    agent_name: AgentNameOption = None,
     job_type: JobTypeOption = None,
     status: StatusOption = None,
     lines: Annotated[
@@ -467,7 +433,7 @@ def tail_runs(
     the server goes away meanwhile, warns on stderr and keeps retrying (backing off up
     to 30 s); unreachable at the start is exit 1.
     """
-    filters = {"agent_name": agent_name, "job_type": job_type, "status": status}
+    filters = run_params(agent_name=agent_name, job_type=job_type, status=status)
     try:
         with Remote(url, token) as remote:
             follower = Follower(lambda params: remote.get(RUNS_PATH, params), filters)

@@ -1,7 +1,8 @@
 """Rendering values for humans: rich tables and the formatting of numbers and times.
 
 Only the human output of the query commands uses this; ``--json`` prints the server's
-values untouched. A missing value (JSON null) is always shown as :data:`MISSING`.
+values untouched (:func:`print_found` chooses between the two). A missing value (JSON
+null) is always shown as :data:`MISSING`.
 """
 
 from __future__ import annotations
@@ -9,12 +10,15 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
+import typer
 from rich import box
 from rich.console import Console
 from rich.table import Table
+
+from local_telemetry.cli.remote import print_json
 
 MISSING = "\u2013"
 """An en dash: what a missing value (JSON null) looks like."""
@@ -57,6 +61,23 @@ def print_table(
 ) -> None:
     """Print :func:`table` on stdout."""
     console().print(table(columns, rows, title=title, no_wrap=no_wrap))
+
+
+def print_found(
+    found: list[dict[str, Any]],
+    *,
+    as_json: bool,
+    render: Callable[[list[dict[str, Any]]], None],
+    nothing: str,
+) -> None:
+    """A listing answered by the server: its JSON unchanged (``--json``) or ``render``-ed;
+    when it is empty, ``nothing`` on stderr (exit 0: no match is not a failure)."""
+    if as_json:
+        print_json(found)
+    elif found:
+        render(found)
+    if not found:
+        typer.echo(nothing, err=True)
 
 
 def text(value: Any) -> str:

@@ -32,6 +32,23 @@ import httpx
 import orjson
 import typer
 
+from local_telemetry.cli.filters import (
+    AgentNameOption,
+    CreatedAfterOption,
+    CreatedBeforeOption,
+    FromOption,
+    GroupByOption,
+    JobTypeOption,
+    ParentRunIdOption,
+    RunIdOption,
+    StartTimeFromOption,
+    StartTimeToOption,
+    StatusOption,
+    ToOption,
+    TzOption,
+    kpi_params,
+    run_params,
+)
 from local_telemetry.cli.remote import (
     EXIT_BAD_ARGUMENTS,
     JsonOption,
@@ -311,23 +328,15 @@ def _write_atomically(path: Path, write: Callable[[IO[bytes]], int]) -> int:
 def export_runs(
     output: OutputOption = None,
     export_format: FormatOption = None,
-    agent_name: Annotated[str | None, typer.Option(help="Only this agent's runs.")] = None,
-    job_type: Annotated[str | None, typer.Option(help="Only this job type.")] = None,
-    run_id: Annotated[str | None, typer.Option(help="Only this run_id.")] = None,
-    parent_run_id: Annotated[str | None, typer.Option(help="Only children of this run.")] = None,
-    status: Annotated[str | None, typer.Option(help="Only this status (or alias).")] = None,
-    created_after: Annotated[
-        str | None, typer.Option(help="created_at after this instant (ISO 8601, with zone).")
-    ] = None,
-    created_before: Annotated[
-        str | None, typer.Option(help="created_at before this instant (ISO 8601, with zone).")
-    ] = None,
-    start_time_from: Annotated[
-        str | None, typer.Option(help="start_time at or after this instant (ISO 8601).")
-    ] = None,
-    start_time_to: Annotated[
-        str | None, typer.Option(help="start_time at or before this instant (ISO 8601).")
-    ] = None,
+    agent_name: AgentNameOption = None,
+    job_type: JobTypeOption = None,
+    run_id: RunIdOption = None,
+    parent_run_id: ParentRunIdOption = None,
+    status: StatusOption = None,
+    created_after: CreatedAfterOption = None,
+    created_before: CreatedBeforeOption = None,
+    start_time_from: StartTimeFromOption = None,
+    start_time_to: StartTimeToOption = None,
     progress: ProgressOption = None,
     url: UrlOption = None,
     token: TokenOption = None,
@@ -341,17 +350,17 @@ def export_runs(
     summary line goes to stderr; --json prints {"path", "format", "rows", "bytes"} on
     stdout. Load an export into another server with `local-telemetry import`.
     """
-    params = {
-        "agent_name": agent_name,
-        "job_type": job_type,
-        "run_id": run_id,
-        "parent_run_id": parent_run_id,
-        "status": status,
-        "created_after": created_after,
-        "created_before": created_before,
-        "start_time_from": start_time_from,
-        "start_time_to": start_time_to,
-    }
+    params = run_params(
+        agent_name=agent_name,
+        job_type=job_type,
+        run_id=run_id,
+        parent_run_id=parent_run_id,
+        status=status,
+        created_after=created_after,
+        created_before=created_before,
+        start_time_from=start_time_from,
+        start_time_to=start_time_to,
+    )
     _export(
         "runs",
         params,
@@ -368,22 +377,12 @@ def export_runs(
 def export_kpis(
     output: OutputOption = None,
     export_format: FormatOption = None,
-    agent_name: Annotated[str | None, typer.Option(help="Only this agent's runs.")] = None,
-    job_type: Annotated[str | None, typer.Option(help="Only this job type.")] = None,
-    start: Annotated[
-        str | None,
-        typer.Option("--from", help="start_time at or after this instant (ISO 8601)."),
-    ] = None,
-    end: Annotated[
-        str | None, typer.Option("--to", help="start_time before this instant (ISO 8601).")
-    ] = None,
-    group_by: Annotated[
-        list[str] | None,
-        typer.Option(help="agent_name, job_type, day or week; repeat for several."),
-    ] = None,
-    tz: Annotated[
-        str | None, typer.Option(help="IANA time zone of day/week boundaries (default UTC).")
-    ] = None,
+    agent_name: AgentNameOption = None,
+    job_type: JobTypeOption = None,
+    start: FromOption = None,
+    end: ToOption = None,
+    group_by: GroupByOption = None,
+    tz: TzOption = None,
     progress: ProgressOption = None,
     url: UrlOption = None,
     token: TokenOption = None,
@@ -393,14 +392,9 @@ def export_kpis(
 
     Same parameters as GET /api/v1/kpis; written atomically like `export runs`.
     """
-    params: dict[str, Any] = {
-        "agent_name": agent_name,
-        "job_type": job_type,
-        "from": start,
-        "to": end,
-        "group_by": group_by or None,
-        "tz": tz,
-    }
+    params = kpi_params(
+        agent_name=agent_name, job_type=job_type, start=start, end=end, group_by=group_by, tz=tz
+    )
     _export(
         "kpis",
         params,

@@ -38,7 +38,7 @@ import psycopg
 from psycopg import pq
 
 from local_telemetry import kpis
-from local_telemetry.storage import sqlite_stale
+from local_telemetry.storage import sqlite_retention, sqlite_stale
 from local_telemetry.storage.base import (
     ALERT_COLUMNS,
     AlertFilter,
@@ -59,7 +59,7 @@ from local_telemetry.timestamps import now_stored
 RULES_KEY = "alert_rules"
 """``server_state`` key of the alert rules document (a JSON array as text)."""
 
-PAYLOAD_COLUMNS: tuple[str, ...] = ("error_details", "metrics_json", "context_json")
+PAYLOAD_COLUMNS = sqlite_retention.PAYLOAD_COLUMNS
 """Run columns a payload sweep sets to NULL (none of them is a KPI input)."""
 
 KPI_DURATION_SQL = "r.kpi_duration_ms"
@@ -383,20 +383,12 @@ def open_alerts(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
 
 # --- retention ---------------------------------------------------------------------
 
-# The predicates below are the one definition of what each operation acts on: the write
-# functions and the dry-run counts of :func:`retention_preview` both use them.
-_AGED = "start_time < %s"
-# A run's age as a sweep judges it (one placeholder: the cutoff).
-_NOTES_SET = "notes IS NOT NULL"
-# A QC review whose notes a payload sweep blanks.
-_HAS_PAYLOAD = " OR ".join(f"{c} IS NOT NULL" for c in PAYLOAD_COLUMNS)
-# Whether a run still holds anything a payload sweep removes.
-_NEEDS_BLANKING = (
-    f"({_HAS_PAYLOAD}"
-    " OR EXISTS (SELECT 1 FROM run_events e WHERE e.event_id = agent_runs.event_id)"
-    " OR EXISTS (SELECT 1 FROM agent_qc q"
-    "  WHERE q.event_id = agent_runs.event_id AND q.notes IS NOT NULL))"
-)
+# The predicates are sqlite_retention's, so a dry run counts what either backend's sweep
+# would act on; here with PostgreSQL placeholders.
+_AGED = sqlite_retention.aged_where("%s")
+_NOTES_SET = sqlite_retention.NOTES_SET
+_HAS_PAYLOAD = sqlite_retention.HAS_PAYLOAD
+_NEEDS_BLANKING = sqlite_retention.NEEDS_BLANKING
 
 
 def retention_candidates(
@@ -499,34 +491,17 @@ def retention_preview(
     conn: psycopg.Connection[Any], payload_cutoff: str | None, run_cutoff: str | None
 ) -> tuple[RetentionCounts, RetentionCounts]:
     """What a sweep with these cutoffs would change now (``Store.retention_preview``):
-    the counts :func:`delete_runs` and then :func:`blank_payloads` would return, read
-    with their predicates. A sweep deletes first, so the blanked runs exclude the runs
-    old enough to be deleted."""
-    deleted = RetentionCounts()
-    if run_cutoff is not None:
-        deleted = _retention_counts(conn, _AGED, [run_cutoff], qc_where="TRUE")
-    blanked = RetentionCounts()
-    if payload_cutoff is not None:
-        where, params = f"{_AGED} AND {_NEEDS_BLANKING}", [payload_cutoff]
-        if run_cutoff is not None:
-            where, params = f"{where} AND NOT {_AGED}", [payload_cutoff, run_cutoff]
-        blanked = _retention_counts(conn, where, params, qc_where=_NOTES_SET)
-    return deleted, blanked
+    the reads of ``sqlite_retention.preview_statements``."""
+    deleting, blanking = sqlite_retention.preview_statements("%s", payload_cutoff, run_cutoff)
+    return _retention_counts(conn, deleting), _retention_counts(conn, blanking)
 
 
 def _retention_counts(
-    conn: psycopg.Connection[Any], runs_where: str, params: list[Any], *, qc_where: str
+    conn: psycopg.Connection[Any], statement: sqlite_retention.CountStatement
 ) -> RetentionCounts:
-    """Runs matching ``runs_where``, their events, and their QC reviews matching
-    ``qc_where``: one statement, so the three numbers describe the same runs."""
-    row = conn.execute(
-        f"WITH chosen AS (SELECT event_id FROM agent_runs WHERE {runs_where})"
-        " SELECT (SELECT COUNT(*) FROM chosen),"
-        " (SELECT COUNT(*) FROM run_events WHERE event_id IN (SELECT event_id FROM chosen)),"
-        " (SELECT COUNT(*) FROM agent_qc"
-        f"  WHERE event_id IN (SELECT event_id FROM chosen) AND {qc_where})",
-        params,
-    ).fetchone()
+    if statement is None:
+        return RetentionCounts()
+    row = conn.execute(*statement).fetchone()
     assert row is not None  # an aggregate always answers one row
     return RetentionCounts(runs=int(row[0]), events=int(row[1]), qc=int(row[2]))
 

@@ -29,20 +29,28 @@ PAYLOAD_COLUMNS: tuple[str, ...] = ("error_details", "metrics_json", "context_js
 _CHUNK = 900
 _INCREMENTAL = 2  # PRAGMA auto_vacuum: 0 NONE, 1 FULL, 2 INCREMENTAL
 
-# The predicates below are the one definition of what each operation acts on: the write
+# The predicates below are the one definition of what each operation acts on, on every
+# backend (``postgres_analytics.py`` uses them with its placeholders): the write
 # functions and the dry-run counts of :func:`preview` both use them.
-_AGED = "start_time < ?"
-# A run's age as a sweep judges it (one ``?``: the cutoff).
-_NOTES_SET = "notes IS NOT NULL"
-# A QC review whose notes a payload sweep blanks.
-_HAS_PAYLOAD = " OR ".join(f"{c} IS NOT NULL" for c in PAYLOAD_COLUMNS)
-# Whether a run still holds anything a payload sweep removes.
-_NEEDS_BLANKING = (
-    f"({_HAS_PAYLOAD}"
+
+
+def aged_where(mark: str) -> str:
+    """A run's age as a sweep judges it, with one ``mark`` placeholder: the cutoff."""
+    return f"start_time < {mark}"
+
+
+_AGED = aged_where("?")
+NOTES_SET = "notes IS NOT NULL"
+"""A QC review whose notes a payload sweep blanks."""
+HAS_PAYLOAD = " OR ".join(f"{c} IS NOT NULL" for c in PAYLOAD_COLUMNS)
+"""A run with a payload column a payload sweep sets to NULL."""
+NEEDS_BLANKING = (
+    f"({HAS_PAYLOAD}"
     " OR EXISTS (SELECT 1 FROM run_events e WHERE e.event_id = agent_runs.event_id)"
     " OR EXISTS (SELECT 1 FROM agent_qc q"
     "  WHERE q.event_id = agent_runs.event_id AND q.notes IS NOT NULL))"
 )
+"""Whether a run still holds anything a payload sweep removes."""
 
 
 def candidates(
@@ -63,7 +71,7 @@ def candidates(
     if after is not None:
         clauses.append("start_time >= ? AND NOT (start_time = ? AND id <= ?)")
         params.extend((after[0], after[0], after[1]))
-    needed = _NEEDS_BLANKING if payloads else "1"
+    needed = NEEDS_BLANKING if payloads else "1"
     sql = (
         f"SELECT start_time, id, event_id, {needed} FROM agent_runs"
         f" WHERE {' AND '.join(clauses)} ORDER BY start_time, id LIMIT ?"
@@ -102,7 +110,7 @@ def blank_payloads(conn: sqlite3.Connection, op: BlankPayloads) -> RetentionCoun
         chunk = aged[start : start + _CHUNK]
         marks = ",".join("?" * len(chunk))
         blanked = conn.execute(
-            f"UPDATE agent_runs SET {blank} WHERE event_id IN ({marks}) AND ({_HAS_PAYLOAD})"
+            f"UPDATE agent_runs SET {blank} WHERE event_id IN ({marks}) AND ({HAS_PAYLOAD})"
             " RETURNING event_id",
             chunk,
         ).fetchall()
@@ -115,7 +123,7 @@ def blank_payloads(conn: sqlite3.Connection, op: BlankPayloads) -> RetentionCoun
             f"DELETE FROM run_events WHERE event_id IN ({marks})", chunk
         ).rowcount
         reviews = conn.execute(
-            f"UPDATE agent_qc SET notes = NULL WHERE event_id IN ({marks}) AND {_NOTES_SET}"
+            f"UPDATE agent_qc SET notes = NULL WHERE event_id IN ({marks}) AND {NOTES_SET}"
             " RETURNING event_id",
             chunk,
         ).fetchall()
@@ -167,38 +175,56 @@ def reclaim_space(conn: sqlite3.Connection, max_pages: int) -> int:
     return before - int(conn.execute("PRAGMA freelist_count").fetchone()[0])
 
 
-def preview(
-    conn: sqlite3.Connection, payload_cutoff: str | None, run_cutoff: str | None
-) -> tuple[RetentionCounts, RetentionCounts]:
-    """What a sweep with these cutoffs would change now (``Store.retention_preview``):
-    the counts :func:`delete_runs` and then :func:`blank_payloads` would return, read
-    with their predicates. A sweep deletes first, so the blanked runs exclude the runs
-    old enough to be deleted."""
-    deleted = RetentionCounts()
+CountStatement = tuple[str, list[str]] | None
+"""A preview's read (SQL and parameters) of one operation; ``None``: that limit is off."""
+
+
+def preview_statements(
+    mark: str, payload_cutoff: str | None, run_cutoff: str | None
+) -> tuple[CountStatement, CountStatement]:
+    """The reads behind a preview, with ``mark`` placeholders: the counts
+    :func:`delete_runs` and then :func:`blank_payloads` would return, read with their
+    predicates. A sweep deletes first, so the blanked runs exclude the runs old enough
+    to be deleted. Each read answers one row: runs, their events, their QC reviews."""
+    aged = aged_where(mark)
+    deleting: CountStatement = None
     if run_cutoff is not None:
-        deleted = _counts(conn, _AGED, [run_cutoff], qc_where="1")
-    blanked = RetentionCounts()
+        deleting = (_counts_sql(aged, qc_where=None), [run_cutoff])
+    blanking: CountStatement = None
     if payload_cutoff is not None:
-        where, params = f"{_AGED} AND {_NEEDS_BLANKING}", [payload_cutoff]
+        where, params = f"{aged} AND {NEEDS_BLANKING}", [payload_cutoff]
         if run_cutoff is not None:
-            where, params = f"{where} AND NOT {_AGED}", [payload_cutoff, run_cutoff]
-        blanked = _counts(conn, where, params, qc_where=_NOTES_SET)
-    return deleted, blanked
+            where, params = f"{where} AND NOT {aged}", [payload_cutoff, run_cutoff]
+        blanking = (_counts_sql(where, qc_where=NOTES_SET), params)
+    return deleting, blanking
 
 
-def _counts(
-    conn: sqlite3.Connection, runs_where: str, params: Sequence[str], *, qc_where: str
-) -> RetentionCounts:
-    """Runs matching ``runs_where``, their events, and their QC reviews matching
-    ``qc_where``: one read, so the three numbers describe the same runs."""
-    row = conn.execute(
+def _counts_sql(runs_where: str, *, qc_where: str | None) -> str:
+    """Runs matching ``runs_where``, their events, and their QC reviews (those matching
+    ``qc_where``, if given): one statement, so the three numbers describe the same runs."""
+    qc_also = "" if qc_where is None else f" AND {qc_where}"
+    return (
         f"WITH chosen AS (SELECT event_id FROM agent_runs WHERE {runs_where})"
         " SELECT (SELECT COUNT(*) FROM chosen),"
         " (SELECT COUNT(*) FROM run_events WHERE event_id IN (SELECT event_id FROM chosen)),"
         " (SELECT COUNT(*) FROM agent_qc"
-        f"  WHERE event_id IN (SELECT event_id FROM chosen) AND {qc_where})",
-        params,
-    ).fetchone()
+        f"  WHERE event_id IN (SELECT event_id FROM chosen){qc_also})"
+    )
+
+
+def preview(
+    conn: sqlite3.Connection, payload_cutoff: str | None, run_cutoff: str | None
+) -> tuple[RetentionCounts, RetentionCounts]:
+    """What a sweep with these cutoffs would change now (``Store.retention_preview``):
+    see :func:`preview_statements`."""
+    deleting, blanking = preview_statements("?", payload_cutoff, run_cutoff)
+    return _counts(conn, deleting), _counts(conn, blanking)
+
+
+def _counts(conn: sqlite3.Connection, statement: CountStatement) -> RetentionCounts:
+    if statement is None:
+        return RetentionCounts()
+    row = conn.execute(*statement).fetchone()
     return RetentionCounts(runs=int(row[0]), events=int(row[1]), qc=int(row[2]))
 
 
