@@ -5,12 +5,20 @@ Rules (the v3 guide's, tightened where it let bad data through):
 - ``status`` is one of the canonical values; aliases (``failed``, ``completed``,
   ``succeeded``) are accepted on create and in the query filter, never on PATCH;
 - counters and ``duration_ms`` are integers in 0..2^63-1 (no floats, strings or bools);
-- strings hold no NUL character; identifiers are 1..256 characters;
+- strings hold no NUL character and no lone UTF-16 surrogate (PostgreSQL can store
+  neither); identifiers (``event_id``, ``run_id``, ``agent_name``, ``job_type``) are
+  1..256 characters (at most 1 KiB of UTF-8); other names and ids (``parent_run_id``,
+  ``insight_id``, ``host``, ``git_branch``...) at most ``MAX_NAME_BYTES``;
+  ``error_summary`` at most ``MAX_ERROR_SUMMARY_BYTES``, ``error_details`` at most
+  ``MAX_ERROR_DETAILS_BYTES``, any other text at most ``MAX_TEXT_BYTES`` (UTF-8);
 - ``git_commit_hash``/``commit_hash`` are 7-40 hex digits, ``git_commit_source`` is
   ``manual``, ``llm`` or ``ci``;
-- ``metrics_json``/``context_json`` are JSON objects nested at most ``MAX_JSON_DEPTH``
-  levels (deeper values cannot be stored; numbers in them are finite: the body parser in
-  ``api/http.py`` refuses NaN and Infinity everywhere);
+- ``metrics_json``/``context_json`` (and event ``data``, agent-run ``metadata``) are JSON
+  objects nested at most ``MAX_JSON_DEPTH`` levels (the object itself is level 1), at
+  most ``MAX_JSON_FIELD_BYTES`` serialized; their keys and strings follow the string
+  rule, their integers fit in signed 64 bits and their numbers are finite (the body
+  parser in ``api/http.py`` also refuses NaN, Infinity and out-of-range integers
+  everywhere in a body);
 - agent outcome fields (agent-metrics runbook), all optional and nullable: ``resolution``
   is ``resolved``, ``escalated`` or ``failed``; ``self_corrected`` a JSON boolean;
   ``tokens_input``/``tokens_output`` integers 0..2^63-1; ``cost_usd`` a finite number
@@ -26,15 +34,19 @@ Rules (the v3 guide's, tightened where it let bad data through):
   ``data`` a JSON object; at most ``MAX_EVENTS_PER_REQUEST`` events per request.
 
 Unknown fields are ignored on create (old clients send extra fields such as
-``api_posted``) and rejected on PATCH, where a silently ignored field would look updated.
+``api_posted``) and listed, sorted, in the answer's ``ignored_fields`` member (absent when
+there are none); they are rejected on PATCH, where a silently ignored field would look
+updated. Duplicate JSON keys: the last one wins.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import timedelta
 from typing import Annotated, Any, Literal, get_args
 
+import orjson
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -80,14 +92,48 @@ MAX_EVENT_MESSAGE_BYTES = 64 * 1024
 MAX_EVENTS_PER_REQUEST = 1000
 MAX_EVENTS_PAGE = 10_000
 MAX_INT64 = 2**63 - 1
-MAX_JSON_DEPTH = 128
-"""Deepest nesting of ``metrics_json``/``context_json`` (orjson cannot store past 254)."""
+MIN_INT64 = -(2**63)
+MAX_JSON_DEPTH = 32
+"""Deepest nesting of ``metrics_json``/``context_json``/``data``/``metadata``."""
+MAX_JSON_FIELD_BYTES = 256 * 1024
+"""Largest serialized JSON field (``metrics_json``, ``context_json``, ``data``, ``metadata``)."""
+MAX_NAME_BYTES = 1024
+"""Largest name or id other than the four identifiers (``parent_run_id``, ``host``...)."""
+MAX_ERROR_SUMMARY_BYTES = 4 * 1024
+MAX_ERROR_DETAILS_BYTES = 256 * 1024
+MAX_TEXT_BYTES = 64 * 1024
+"""Largest other free text (``input_summary``, QC ``notes``, ``git_repo``...)."""
+
+
+def clean_string(value: str) -> str | None:
+    """Why ``value`` cannot be stored (NUL or lone surrogate), or ``None`` when it can."""
+    if "\x00" in value:
+        return "must not contain NUL characters"
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "must not contain lone UTF-16 surrogates"
+    return None
 
 
 def _no_nul(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
+    problem = clean_string(value)
+    if problem is not None:
+        raise ValueError(problem)
     return value
+
+
+def _at_most(limit: int) -> AfterValidator:
+    """A validator refusing strings longer than ``limit`` bytes of UTF-8."""
+
+    def check(value: str) -> str:
+        # A character is at most 4 bytes: short strings need no encoding to be sure.
+        if len(value) > limit // 4 and len(value.encode("utf-8", "surrogatepass")) > limit:
+            raise ValueError(f"must be at most {limit} bytes of UTF-8")
+        return value
+
+    return AfterValidator(check)
 
 
 def _addressable(value: str) -> str:
@@ -131,18 +177,48 @@ def _update_status(value: Any) -> str:
     return canonical_status(value, allow_aliases=False)
 
 
+def _json_problem(value: Any) -> str | None:
+    """Why a JSON value cannot be stored, or ``None``; iterative, so never recursing."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, str):
+            problem = clean_string(node)
+            if problem is not None:
+                return f"strings {problem}"
+        elif isinstance(node, bool) or node is None:
+            continue
+        elif isinstance(node, int):
+            if not MIN_INT64 <= node <= MAX_INT64:
+                return "integers must fit in signed 64 bits"
+        elif isinstance(node, float):
+            if not math.isfinite(node):
+                return "numbers must be finite"
+        elif isinstance(node, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                return f"must not be nested more than {MAX_JSON_DEPTH} levels deep"
+            if isinstance(node, dict):
+                for key, child in node.items():
+                    if not isinstance(key, str):
+                        return "keys must be strings"
+                    problem = clean_string(key)
+                    if problem is not None:
+                        return f"keys {problem}"
+                    stack.append((child, depth + 1))
+            else:
+                stack.extend((child, depth + 1) for child in node)
+        else:
+            return f"cannot hold a {type(node).__name__}"
+    return None
+
+
 def _shallow_json(value: dict[str, Any]) -> dict[str, Any]:
-    level: list[Any] = [value]
-    for _ in range(MAX_JSON_DEPTH):
-        level = [
-            child
-            for node in level
-            for child in (node.values() if isinstance(node, dict) else node)
-            if isinstance(child, dict | list)
-        ]
-        if not level:
-            return value
-    raise ValueError(f"must not be nested more than {MAX_JSON_DEPTH} levels deep")
+    problem = _json_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    if len(orjson.dumps(value)) > MAX_JSON_FIELD_BYTES:
+        raise ValueError(f"must be at most {MAX_JSON_FIELD_BYTES} bytes serialized")
+    return value
 
 
 def _finite_non_negative(value: float) -> float:
@@ -179,7 +255,10 @@ def _commit_hash(value: str) -> str:
 Identifier = Annotated[
     str, StringConstraints(min_length=1, max_length=256), AfterValidator(_no_nul)
 ]
-Text = Annotated[str, AfterValidator(_no_nul)]
+Text = Annotated[str, AfterValidator(_no_nul), _at_most(MAX_TEXT_BYTES)]
+Name = Annotated[str, AfterValidator(_no_nul), _at_most(MAX_NAME_BYTES)]
+ErrorSummary = Annotated[str, AfterValidator(_no_nul), _at_most(MAX_ERROR_SUMMARY_BYTES)]
+ErrorDetails = Annotated[str, AfterValidator(_no_nul), _at_most(MAX_ERROR_DETAILS_BYTES)]
 Timestamp = Annotated[str, BeforeValidator(_timestamp)]
 Counter = Annotated[int, Strict(), Field(ge=0, le=MAX_INT64)]
 CommitHash = Annotated[
@@ -199,14 +278,14 @@ class _RunFields(BaseModel):
     """Optional fields shared by create and update."""
 
     end_time: Timestamp | None = None
-    product: Text | None = None
-    product_family: Text | None = None
-    platform: Text | None = None
-    subdomain: Text | None = None
+    product: Name | None = None
+    product_family: Name | None = None
+    platform: Name | None = None
+    subdomain: Name | None = None
     website: Text | None = None
-    website_section: Text | None = None
+    website_section: Name | None = None
     item_name: Text | None = None
-    agent_owner: Text | None = None
+    agent_owner: Name | None = None
     items_discovered: Counter | None = None
     items_succeeded: Counter | None = None
     items_failed: Counter | None = None
@@ -216,22 +295,22 @@ class _RunFields(BaseModel):
     output_summary: Text | None = None
     source_ref: Text | None = None
     target_ref: Text | None = None
-    error_summary: Text | None = None
-    error_details: Text | None = None
+    error_summary: ErrorSummary | None = None
+    error_details: ErrorDetails | None = None
     git_repo: Text | None = None
-    git_branch: Text | None = None
+    git_branch: Name | None = None
     git_commit_hash: CommitHash | None = None
-    git_run_tag: Text | None = None
+    git_run_tag: Name | None = None
     git_commit_source: CommitSource | None = None
-    git_commit_author: Text | None = None
+    git_commit_author: Name | None = None
     git_commit_timestamp: Timestamp | None = None
-    host: Text | None = None
-    environment: Text | None = None
-    trigger_type: Text | None = None
+    host: Name | None = None
+    environment: Name | None = None
+    trigger_type: Name | None = None
     metrics_json: JsonObject | None = None
     context_json: JsonObject | None = None
-    insight_id: Text | None = None
-    parent_run_id: Text | None = None
+    insight_id: Name | None = None
+    parent_run_id: Name | None = None
     api_posted: Annotated[bool, Strict()] | None = None
     api_posted_at: Timestamp | None = None
     api_retry_count: Counter | None = None
@@ -356,7 +435,7 @@ class CommitAssociation(BaseModel):
 
     commit_hash: CommitHash
     commit_source: CommitSource
-    commit_author: Text | None = None
+    commit_author: Name | None = None
     commit_timestamp: Timestamp | None = None
 
     def changes(self) -> dict[str, Any]:
@@ -417,6 +496,9 @@ class QcPublic(BaseModel):
     notes: str | None
     reviewer: str | None
     created_at: str
+    ignored_fields: list[str] | None = Field(
+        None, description="Unknown fields sent and ignored, sorted (absent when none)."
+    )
 
 
 class AgentRunPost(BaseModel):
@@ -504,7 +586,7 @@ class RunQuery(BaseModel):
     agent_name: Text | None = None
     job_type: Text | None = None
     run_id: Text | None = None
-    parent_run_id: Text | None = None
+    parent_run_id: Name | None = None
     status: Annotated[str, BeforeValidator(_create_status)] | None = None
     created_before: Timestamp | None = None
     created_after: Timestamp | None = None
@@ -627,6 +709,9 @@ class CreateResult(BaseModel):
     event_id: str
     run_id: str | None = None
     message: str | None = None
+    ignored_fields: list[str] | None = Field(
+        None, description="Unknown fields sent and ignored, sorted (absent when none)."
+    )
 
 
 class AgentRunResult(BaseModel):
@@ -634,6 +719,9 @@ class AgentRunResult(BaseModel):
 
     status: Literal["created", "updated", "duplicate"]
     run_id: str
+    ignored_fields: list[str] | None = Field(
+        None, description="Unknown fields sent and ignored, sorted (absent when none)."
+    )
 
 
 class UpdateResult(BaseModel):
@@ -651,6 +739,9 @@ class CommitResult(BaseModel):
     event_id: str
     run_id: str
     commit_hash: str
+    ignored_fields: list[str] | None = Field(
+        None, description="Unknown fields sent and ignored, sorted (absent when none)."
+    )
 
 
 class BatchError(BaseModel):
@@ -668,6 +759,9 @@ class BatchResult(BaseModel):
     duplicates: int
     errors: list[BatchError]
     total: int
+    ignored_fields: list[str] | None = Field(
+        None, description="Unknown fields sent and ignored, sorted (absent when none)."
+    )
 
 
 class EventsResult(BaseModel):
@@ -675,6 +769,9 @@ class EventsResult(BaseModel):
 
     event_id: str
     inserted: int
+    ignored_fields: list[str] | None = Field(
+        None, description="Unknown fields sent and ignored, sorted (absent when none)."
+    )
 
 
 class RunEventPublic(BaseModel):

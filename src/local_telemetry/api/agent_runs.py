@@ -13,7 +13,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from local_telemetry.api.deps import AppState, state
-from local_telemetry.api.http import ApiError, Incoming, JSONBody, validate
+from local_telemetry.api.http import ApiError, Incoming, JSONBody, validate, with_ignored
 from local_telemetry.api.runs import (
     NOT_FOUND,
     Reply,
@@ -58,7 +58,7 @@ async def post_agent_run(app_state: AppState, incoming: Incoming) -> Reply:
         raise ApiError(422, [problem]) from None
     if result == "created":  # an existing run keeps its stored job_type
         app_state.metadata.observe(post.agent_name, post.job_type or AGENT_RUN_JOB_TYPE)
-    return 200, {"status": result, "run_id": post.run_id}
+    return 200, with_ignored({"status": result, "run_id": post.run_id}, AgentRunPost, data)
 
 
 # ----- FastAPI routes -----

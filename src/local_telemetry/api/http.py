@@ -2,12 +2,18 @@
 
 Bodies are streamed with a size cap (413 past it, without buffering the rest) and parsed
 with orjson, which refuses NaN/Infinity, numbers that overflow a double, lone UTF-16
-surrogates and nesting deeper than 1024 levels. Duplicate keys: the last one wins.
+surrogates and nesting deeper than 1024 levels: each is a 422. Integer literals are read
+exactly (orjson would read those past 2**64 as floats), so the field rules of
+``schemas.py`` refuse the ones outside the signed 64-bit range, naming the field.
+A missing Content-Type is read as JSON; one that is not ``application/json`` or
+``*+json`` is a 415. Duplicate keys: the last one wins.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, Self, TypeVar
 
@@ -17,6 +23,9 @@ from pydantic import BaseModel, ValidationError
 from starlette.types import Receive
 
 M = TypeVar("M", bound=BaseModel)
+
+# 19 digits in a row: the shortest text that may be an integer outside signed 64 bits.
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
 
 
 class RowModel(Protocol):
@@ -108,19 +117,68 @@ async def read_json(
     body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     if not body.strip():
         raise ApiError(422, [{"type": "missing", "loc": ["body"], "msg": "Request body is empty"}])
+    return parse_json(body)
+
+
+def _json_error(position: Any, message: str) -> ApiError:
+    return ApiError(422, [{"type": "json_invalid", "loc": ["body", position], "msg": message}])
+
+
+def parse_json(body: bytes) -> Any:
+    """``body`` parsed as JSON, or a 422 ``ApiError`` saying why it cannot be."""
     try:
-        return orjson.loads(body)
+        data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise ApiError(
-            422,
-            [
-                {
-                    "type": "json_invalid",
-                    "loc": ["body", exc.pos],
-                    "msg": f"Invalid JSON: {exc.msg}",
-                }
-            ],
-        ) from None
+        message = f"Invalid JSON: {exc.msg}"
+        if "depth limit" in exc.msg or "recursion" in exc.msg:
+            message = "Invalid JSON: nested more than 1024 levels deep"
+        raise _json_error(exc.pos, message) from None
+    if _LONG_DIGITS.search(body):
+        # orjson reads integers past 2**64 as floats: the stdlib parser reads them exactly
+        # (orjson already proved the text valid JSON, at most 1024 levels deep).
+        try:
+            return json.loads(body)
+        except RecursionError:
+            raise _json_error(0, "Invalid JSON: nested too deep") from None
+        except ValueError:  # an integer past the interpreter's 4,300-digit limit
+            raise _json_error(0, "Invalid JSON: a number with too many digits") from None
+    return data
+
+
+def ignored_fields(model: type[BaseModel], data: Any, expected: Iterable[str] = ()) -> list[str]:
+    """The sorted top-level keys of ``data`` (an object, or an array of objects) that
+    ``model`` does not know and that are not ``expected`` (sent by design, not read):
+    ignored on create, and listed in the answer."""
+    items: Iterable[Any] = data if isinstance(data, list) else (data,)
+    known = set(model.model_fields) | set(expected)
+    known.update(f.alias for f in model.model_fields.values() if f.alias)
+    return sorted({k for item in items if isinstance(item, dict) for k in item if k not in known})
+
+
+def with_ignored(
+    answer: dict[str, Any], model: type[BaseModel], data: Any, expected: Iterable[str] = ()
+) -> dict[str, Any]:
+    """``answer`` plus ``ignored_fields`` when ``data`` held unknown fields (else as is,
+    so answers stay byte-identical for clients that send only known fields)."""
+    unknown = ignored_fields(model, data, expected)
+    if unknown:
+        answer["ignored_fields"] = unknown
+    return answer
+
+
+MAX_PATH_ID_CHARS = 1024
+
+
+def check_path_id(value: str, noun: str = "Run") -> str:
+    """``value`` when it can name a stored row; else a 404 (a NUL, a lone surrogate or an
+    oversized id can never have been stored, and PostgreSQL cannot even compare them)."""
+    if "\x00" in value or len(value) > MAX_PATH_ID_CHARS:
+        raise ApiError(404, f"{noun} not found")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError(404, f"{noun} not found") from None
+    return value
 
 
 def validate_array(model: type[RowModel], data: Any, limit: int, noun: str) -> list[dict[str, Any]]:

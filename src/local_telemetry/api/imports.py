@@ -19,9 +19,9 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
 from local_telemetry.api.deps import AppState, state
-from local_telemetry.api.http import Incoming, JSONBody, validate_array
+from local_telemetry.api.http import Incoming, JSONBody, validate_array, with_ignored
 from local_telemetry.api.runs import body_schema, incoming, json_reply, schema_ref, submit_write
-from local_telemetry.schemas import MAX_IMPORT_ROWS, RunImport
+from local_telemetry.schemas import MAX_IMPORT_ROWS, RunImport, RunPublic
 from local_telemetry.storage.base import InsertRuns
 
 Reply = tuple[int, Any]
@@ -32,18 +32,19 @@ class ImportResult(BaseModel):
 
     imported: int
     skipped_existing: int
+    ignored_fields: list[str] | None = None
 
 
 async def import_runs(app_state: AppState, incoming: Incoming) -> Reply:
     """Store every run of the array with its own timestamps; skip existing event_ids."""
     data = await incoming.json(app_state.settings.max_batch_body_bytes)
     rows = validate_array(RunImport, data, MAX_IMPORT_ROWS, "runs")
-    if not rows:
-        return 200, {"imported": 0, "skipped_existing": 0}
-    imported: int = await submit_write(app_state, InsertRuns(rows, keep_times=True))
+    imported: int = await submit_write(app_state, InsertRuns(rows, keep_times=True)) if rows else 0
     for row in rows:
         app_state.metadata.observe(row["agent_name"], row["job_type"])
-    return 200, {"imported": imported, "skipped_existing": len(rows) - imported}
+    answer = {"imported": imported, "skipped_existing": len(rows) - imported}
+    # An export's derived fields are expected in an import, not unknown.
+    return 200, with_ignored(answer, RunImport, data, RunPublic.model_fields)
 
 
 router = APIRouter(prefix="/api/v1/import", tags=["import"])

@@ -20,9 +20,11 @@ from local_telemetry.api.http import (
     ApiError,
     Incoming,
     JSONBody,
+    check_path_id,
     validate,
     validate_array,
     validation_detail,
+    with_ignored,
 )
 from local_telemetry.ingest import WriterBusy
 from local_telemetry.schemas import (
@@ -108,12 +110,14 @@ async def create_run(app_state: AppState, incoming: Incoming) -> Reply:
     created = await submit_write(app_state, InsertRuns([run.to_row()]))
     app_state.metadata.observe(run.agent_name, run.job_type)
     if created == 1:
-        return 201, {"status": "created", "event_id": run.event_id, "run_id": run.run_id}
-    return 201, {
-        "status": "duplicate",
-        "event_id": run.event_id,
-        "message": "Event already exists (idempotent)",
-    }
+        answer = {"status": "created", "event_id": run.event_id, "run_id": run.run_id}
+    else:
+        answer = {
+            "status": "duplicate",
+            "event_id": run.event_id,
+            "message": "Event already exists (idempotent)",
+        }
+    return 201, with_ignored(answer, RunCreate, data)
 
 
 def _batch_item_error(index: int, item: Any, exc: ValidationError) -> dict[str, Any]:
@@ -150,12 +154,13 @@ async def create_runs_batch(app_state: AppState, incoming: Incoming) -> Reply:
     inserted: int = await submit_write(app_state, InsertRuns(rows)) if rows else 0
     for row in rows:
         app_state.metadata.observe(row["agent_name"], row["job_type"])
-    return 200, {
+    answer = {
         "inserted": inserted,
         "duplicates": len(rows) - inserted,
         "errors": errors,
         "total": len(data),
     }
+    return 200, with_ignored(answer, RunCreate, data)
 
 
 async def list_runs(app_state: AppState, incoming: Incoming) -> Reply:
@@ -168,6 +173,7 @@ async def list_runs(app_state: AppState, incoming: Incoming) -> Reply:
 
 async def get_run(app_state: AppState, incoming: Incoming, event_id: str) -> Reply:
     """The run with this ``event_id``."""
+    check_path_id(event_id)
     run = await app_state.read(app_state.store.get_run_json, event_id)
     if run is None:
         raise ApiError(404, f"Run not found: {event_id}")
@@ -176,6 +182,7 @@ async def get_run(app_state: AppState, incoming: Incoming, event_id: str) -> Rep
 
 async def update_run(app_state: AppState, incoming: Incoming, event_id: str) -> Reply:
     """Change the fields sent (canonical statuses only); answer which fields changed."""
+    check_path_id(event_id)
     data = await incoming.json(app_state.settings.max_run_body_bytes)
     sent = validate(RunUpdate, data).changes()
     changes = {key: sent[key] for key in data if key in sent}  # in the client's order
@@ -197,27 +204,31 @@ async def update_run(app_state: AppState, incoming: Incoming, event_id: str) -> 
 
 async def associate_commit(app_state: AppState, incoming: Incoming, event_id: str) -> Reply:
     """Set the run's commit hash, source, author and timestamp."""
+    check_path_id(event_id)
     data = await incoming.json(app_state.settings.max_run_body_bytes)
     commit = validate(CommitAssociation, data)
     run_id = await submit_write(app_state, UpdateRun(event_id, commit.changes()))
     if run_id is None:
         raise ApiError(404, f"Run not found: {event_id}")
-    return 200, {
+    answer = {
         "status": "success",
         "event_id": event_id,
         "run_id": run_id,
         "commit_hash": commit.commit_hash,
     }
+    return 200, with_ignored(answer, CommitAssociation, data)
 
 
 async def get_commit_url(app_state: AppState, incoming: Incoming, event_id: str) -> Reply:
     """``{"commit_url": ...}``; null when repo, hash or platform is unknown."""
+    check_path_id(event_id)
     run = public_run(await _existing_run(app_state, event_id), app_state)
     return 200, {"commit_url": run["commit_url"]}
 
 
 async def get_repo_url(app_state: AppState, incoming: Incoming, event_id: str) -> Reply:
     """``{"repo_url": ...}``; null when the repository or its host is unknown."""
+    check_path_id(event_id)
     run = public_run(await _existing_run(app_state, event_id), app_state)
     return 200, {"repo_url": run["repo_url"]}
 
@@ -235,16 +246,18 @@ def _valid_events(data: Any) -> list[dict[str, Any]]:
 
 async def append_events(app_state: AppState, incoming: Incoming, event_id: str) -> Reply:
     """Store one event or an array of events on the run: all of them, or none."""
+    check_path_id(event_id)
     data = await incoming.json(app_state.settings.max_batch_body_bytes)
     events = _valid_events(data)
     inserted = await submit_write(app_state, AppendEvents(event_id, events))
     if inserted is None:
         raise ApiError(404, f"Run not found: {event_id}")
-    return 201, {"event_id": event_id, "inserted": inserted}
+    return 201, with_ignored({"event_id": event_id, "inserted": inserted}, RunEventCreate, data)
 
 
 async def list_events(app_state: AppState, incoming: Incoming, event_id: str) -> Reply:
     """The run's events in the order received (oldest first), paged by ``after_id``."""
+    check_path_id(event_id)
     query = validate(RunEventQuery, incoming.query, location="query")
     events = await app_state.read(
         lambda: app_state.store.list_events(event_id, after_id=query.after_id, limit=query.limit)
@@ -256,16 +269,18 @@ async def list_events(app_state: AppState, incoming: Incoming, event_id: str) ->
 
 async def add_qc(app_state: AppState, incoming: Incoming, event_id: str) -> Reply:
     """Store one QC review of the run; answer 201 with the stored review."""
+    check_path_id(event_id)
     data = await incoming.json(app_state.settings.max_run_body_bytes)
     review = validate(QcCreate, data).to_row()
     stored = await submit_write(app_state, AddQc(event_id, review))
     if stored is None:
         raise ApiError(404, f"Run not found: {event_id}")
-    return 201, stored
+    return 201, with_ignored(stored, QcCreate, data)
 
 
 async def list_qc(app_state: AppState, incoming: Incoming, event_id: str) -> Reply:
     """The run's QC reviews, oldest first."""
+    check_path_id(event_id)
     reviews = await app_state.read(app_state.store.list_qc, event_id)
     if reviews is None:
         raise ApiError(404, f"Run not found: {event_id}")

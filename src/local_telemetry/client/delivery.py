@@ -25,6 +25,8 @@ from typing import Any, Literal, Protocol
 
 import httpx
 
+from local_telemetry.client.truncation import truncate_fields
+
 log = logging.getLogger("local_telemetry")
 
 ItemKind = Literal["start", "update", "events", "commit", "qc"]
@@ -121,6 +123,8 @@ class Stats:
     spooled: int = 0
     dropped: int = 0
     rejected: int = 0
+    truncated: int = 0
+    """Oversized error fields shortened before sending (``client/truncation.py``)."""
 
     def as_dict(self) -> dict[str, int]:
         """The counts as a plain dict."""
@@ -130,6 +134,7 @@ class Stats:
             "spooled": self.spooled,
             "dropped": self.dropped,
             "rejected": self.rejected,
+            "truncated": self.truncated,
         }
 
 
@@ -195,6 +200,15 @@ class Delivery:
         if self._closed:
             self._fail(DeliveryError("client is closed"), item, dropped=True)
             return
+        if item.kind in ("start", "update"):
+            try:
+                shortened = truncate_fields(item.body)
+            except Exception:  # truncation must never cost the caller or the run
+                log.exception("truncating oversized fields failed")
+                shortened = 0
+            if shortened:
+                with self._lock:
+                    self.stats.truncated += shortened
         with self._lock:
             state = self._state
             previous = state.latest.get(item.event_id)
