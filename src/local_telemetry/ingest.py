@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import queue
+import sqlite3
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -54,6 +56,61 @@ class WriterStopped(Exception):
     """The writer is not running (server starting or shutting down)."""
 
 
+class StorageUnavailable(Exception):
+    """The store cannot take writes right now: disk full or read-only storage.
+
+    Nothing of the failed commit group is stored; ``full`` tells the API whether to
+    answer 507 (no space) or 503 (read-only or I/O error).
+    """
+
+    def __init__(self, message: str, *, full: bool) -> None:
+        super().__init__(message)
+        self.full = full
+
+
+# SQLite result codes (primary code: the low byte of the extended code) that mean the
+# storage itself refused the write, not the operation being wrong.
+_SQLITE_FULL = {"SQLITE_FULL"}
+_SQLITE_UNWRITABLE = {"SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM"}
+# PostgreSQL SQLSTATEs: disk_full, out of memory/resources, read-only transaction.
+_PG_FULL = {"53100", "53000"}
+_PG_UNWRITABLE = {"25006", "58030"}
+_OS_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+_OS_UNWRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
+
+
+def storage_failure(
+    exc: BaseException, looks_full: Callable[[], bool] | None = None
+) -> StorageUnavailable | None:
+    """``exc`` as a :class:`StorageUnavailable` if the storage refused the write
+    (full, read-only, I/O error), else ``None`` (a bug or a bad operation).
+
+    ``looks_full`` (the store's, when it has one) tells a disk-full write that failed
+    as a plain I/O error (a write starting exactly at the limit) from other I/O errors.
+    """
+    if isinstance(exc, sqlite3.Error):
+        name = getattr(exc, "sqlite_errorname", "") or ""
+        primary = "_".join(name.split("_")[:2])  # SQLITE_IOERR_WRITE -> SQLITE_IOERR
+        if primary in _SQLITE_FULL or (primary == "SQLITE_IOERR" and _full(looks_full)):
+            return StorageUnavailable(f"Storage full: {exc} ({name})", full=True)
+        if primary in _SQLITE_UNWRITABLE:
+            return StorageUnavailable(f"Storage not writable: {exc} ({name})", full=False)
+        return None
+    sqlstate = getattr(exc, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        if sqlstate in _PG_FULL:
+            return StorageUnavailable(f"Storage full: {exc}", full=True)
+        if sqlstate in _PG_UNWRITABLE:
+            return StorageUnavailable(f"Storage not writable: {exc}", full=False)
+        return None
+    if isinstance(exc, OSError):
+        if exc.errno in _OS_FULL:
+            return StorageUnavailable(f"Storage full: {exc}", full=True)
+        if exc.errno in _OS_UNWRITABLE:
+            return StorageUnavailable(f"Storage not writable: {exc}", full=False)
+    return None
+
+
 @dataclass
 class _Pending:
     op: WriteOp
@@ -64,6 +121,15 @@ class _Pending:
 CommitListener = Callable[[Sequence[WriteOp], Sequence[Any]], None]
 
 _STOP = object()
+
+
+def _full(looks_full: Callable[[], bool] | None) -> bool:
+    if looks_full is None:
+        return False
+    try:
+        return looks_full()
+    except OSError:  # cannot even look: not known to be full
+        return False
 
 
 class GroupCommitWriter:
@@ -77,6 +143,9 @@ class GroupCommitWriter:
         self._listeners: list[CommitListener] = []
         self.commits = 0
         self.ops_committed = 0
+        self.storage_error: str | None = None
+        """Why the last commit failed when the storage refused it; ``None`` once a
+        commit succeeds again (reported by ``/health``)."""
 
     def add_listener(self, listener: CommitListener) -> None:
         """Call ``listener(ops, results)`` in the writer thread after each commit."""
@@ -101,7 +170,9 @@ class GroupCommitWriter:
         """Queue ``op`` and wait until it is committed; return its result.
 
         Raises the operation's own exception (e.g. a constraint violation) if it failed,
-        :class:`WriterBusy` if the queue is full, :class:`WriterStopped` if not running.
+        :class:`StorageUnavailable` if the storage refused the commit (disk full,
+        read-only), :class:`WriterBusy` if the queue is full, :class:`WriterStopped` if
+        not running.
         """
         if self._thread is None:
             raise WriterStopped("writer is not running")
@@ -141,9 +212,16 @@ class GroupCommitWriter:
         try:
             results: list[Any] = self.store.apply(ops)
         except Exception as exc:  # the commit failed: nothing in the group is stored
-            log.exception("group commit of %d writes failed", len(group))
-            results = [exc] * len(group)
+            refused = storage_failure(exc, getattr(self.store, "looks_full", None))
+            if refused is None:
+                log.exception("group commit of %d writes failed", len(group))
+                results = [exc] * len(group)
+            else:  # expected while the disk is full: one line, no traceback per group
+                log.error("group commit of %d writes refused: %s", len(group), refused)
+                self.storage_error = str(refused)
+                results = [refused] * len(group)
         else:
+            self.storage_error = None
             self.commits += 1
             self.ops_committed += len(group)
             for listener in self._listeners:

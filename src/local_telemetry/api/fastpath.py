@@ -16,9 +16,10 @@ import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from local_telemetry.api.deps import AppState
+from local_telemetry.api.errors import storage_unavailable_reply
 from local_telemetry.api.http import ApiError, ClientDisconnected, Incoming
 from local_telemetry.api.runs import COLLECTION_HANDLERS, RUN_HANDLERS, Reply
-from local_telemetry.ingest import WriterStopped
+from local_telemetry.ingest import StorageUnavailable, WriterStopped
 
 log = logging.getLogger("local_telemetry.api")
 
@@ -66,6 +67,8 @@ class FastPaths:
         except WriterStopped:
             status, body = 503, {"detail": "Server is shutting down"}
             headers = {"Retry-After": "5"}
+        except StorageUnavailable as exc:
+            status, body, headers = storage_unavailable_reply(exc)
         except ClientDisconnected:
             return
         except Exception:

@@ -29,6 +29,10 @@ async def health(request: Request) -> JSONBody:
             "db_path": info.location,
             "journal_mode": info.journal_mode,
             "synchronous": info.synchronous,
+            # False while the storage refuses writes (disk full, read-only): the server
+            # stays up, reads work, writes get 507/503 until a commit succeeds again.
+            "writable": app_state.writer.storage_error is None,
+            "storage_error": app_state.writer.storage_error,
         }
     )
 

@@ -15,8 +15,11 @@ Needs POSIX ``flock`` (Linux, macOS), as the SDK's spool does.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 LOCK_SUFFIX = ".lock"
 
@@ -70,6 +73,17 @@ def hold_server_lock(db_path: Path) -> ServerLock:
         os.close(descriptor)
         raise
     return ServerLock(path, descriptor, exclusive=False)
+
+
+def hold_server_lock_if_possible(db_path: Path) -> ServerLock | None:
+    """:func:`hold_server_lock`, or ``None`` with a warning when the lock file cannot be
+    made (a read-only directory): the server still serves what the storage allows
+    rather than failing to start, which a supervisor would turn into a restart loop."""
+    try:
+        return hold_server_lock(db_path)
+    except OSError as exc:
+        log.warning("no server lock (%s): `local-telemetry restore` cannot see this server", exc)
+        return None
 
 
 def try_exclusive_lock(db_path: Path) -> ServerLock | None:
