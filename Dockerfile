@@ -1,6 +1,10 @@
 # syntax=docker/dockerfile:1
 # Local Telemetry API server. Build: `docker build -t local-telemetry .`
-# Run alone (SQLite in the /data volume):  docker run -p 8765:8765 -v lt-data:/data local-telemetry
+# Run alone (SQLite in the /data volume), reachable from this machine only:
+#   docker run -p 127.0.0.1:8765:8765 -v lt-data:/data local-telemetry
+# Reachable from other machines: turn auth on (README "Auth and API keys"):
+#   docker run -p 8765:8765 -v lt-data:/data -e TELEMETRY_API_AUTH_ENABLED=true \
+#     -e TELEMETRY_API_AUTH_TOKEN="$(openssl rand -hex 32)" local-telemetry
 # At scale (PostgreSQL, several processes): see docker-compose.yml and README "Running at scale".
 
 # --- build stage: a wheel of the package from this source tree -----------------------
@@ -20,7 +24,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     TELEMETRY_API_HOST=0.0.0.0 \
     TELEMETRY_API_PORT=8765 \
-    TELEMETRY_DB_PATH=/data/telemetry.sqlite
+    TELEMETRY_DB_PATH=/data/telemetry.sqlite \
+    TELEMETRY_ALLOW_UNAUTHENTICATED_NETWORK=true
+# 0.0.0.0 is the container's own network namespace: the only way a published port
+# reaches the server, so serve's refusal of non-loopback binds without auth is lifted
+# here. Who can connect is decided by `-p` (publish on 127.0.0.1 to stay local) or by
+# TELEMETRY_API_AUTH_ENABLED=true (then keys are required whatever this says).
 
 # A fixed non-root user; /data holds the SQLite file when no PostgreSQL URL is set.
 RUN groupadd --system --gid 10001 telemetry \

@@ -20,10 +20,12 @@ from local_telemetry.backup import (
     restore_database,
 )
 from local_telemetry.config import Settings
-from local_telemetry.storage.migrations.sqlite import migrate
+from local_telemetry.storage.migrations.sqlite import MIGRATIONS, migrate
 from local_telemetry.storage.sqlite_lock import hold_server_lock, lock_path, try_exclusive_lock
 
 pytestmark = pytest.mark.sqlite_only
+
+CURRENT_VERSION = MIGRATIONS[-1][0]
 
 
 def _database_with_runs(path: Path, count: int) -> sqlite3.Connection:
@@ -89,7 +91,7 @@ def test_backup_copies_rows_still_in_the_wal_into_one_file(tmp_path: Path) -> No
     ]
     header = target.read_bytes()[18:20]
     assert header == b"\x01\x01"  # rollback-journal mode: no -wal belongs to this file
-    assert check_backup_file(target) == (25, 5)
+    assert check_backup_file(target) == (25, CURRENT_VERSION)
 
 
 def test_backup_refuses_missing_source_and_existing_target(tmp_path: Path) -> None:
@@ -146,5 +148,5 @@ def test_file_names_with_uri_characters_work(tmp_path: Path) -> None:
     _database_with_runs(source, 2).close()
     target = tmp_path / "copy #2?.sqlite"
     assert backup_database(source, target).runs == 2
-    assert check_backup_file(target) == (2, 5)
+    assert check_backup_file(target) == (2, CURRENT_VERSION)
     assert not (tmp_path / "tele").exists()  # the URI did not stop at '?'

@@ -61,13 +61,61 @@ class Settings(BaseSettings):
         5000, ge=0, description="How long SQLite waits for a lock held by another process."
     )
     api_auth_enabled: bool = Field(
-        False, description="Require 'Authorization: Bearer <token>' on write endpoints."
+        False,
+        description=(
+            "Require 'Authorization: Bearer <key>' on every /api/ request, /metrics and "
+            "/version, and a sign-in on the dashboard (/health and the docs stay public)."
+        ),
     )
     api_auth_token: str | None = Field(
-        None, description="The bearer token accepted when auth is enabled."
+        None,
+        description=(
+            "A bearer token accepted as an admin key when auth is enabled (required then: "
+            "it creates the scoped API keys)."
+        ),
     )
-    rate_limit_enabled: bool = Field(False, description="Limit requests per client address.")
-    rate_limit_rpm: int = Field(60, ge=1, description="Requests per minute per client address.")
+    api_auth_public_reads: bool = Field(
+        False,
+        description="With auth enabled, let GET/HEAD requests through without a key (v3 guide).",
+    )
+    allow_unauthenticated_network: bool = Field(
+        False,
+        description=(
+            "Let `serve` bind a non-loopback address with auth disabled "
+            "(same as --allow-unauthenticated-network)."
+        ),
+    )
+    rate_limit_enabled: bool = Field(
+        False,
+        description=(
+            "Limit API requests per API key (auth on) or per client address (see 'Rate limits')."
+        ),
+    )
+    rate_limit_rpm: int = Field(
+        60, ge=1, description="Requests per minute per API key or client address."
+    )
+    rate_limit_max_buckets: int = Field(
+        10_000,
+        ge=16,
+        description=(
+            "Most API keys and client addresses the rate limiter remembers; the least "
+            "recently seen is forgotten first (bounds memory under floods of random keys)."
+        ),
+    )
+    trusted_proxies: str = Field(
+        "",
+        description=(
+            "Reverse proxies (IPs or CIDRs, comma separated) whose X-Forwarded-For and "
+            "X-Forwarded-Proto are believed; empty: trust nobody."
+        ),
+    )
+    cors_origins: str = Field(
+        "",
+        description=(
+            "Origins allowed to call the API from a browser (exact, comma separated, e.g. "
+            "'https://ci.example.com'; '*' only with auth on); empty: CORS off."
+        ),
+    )
     git_hosts: str = Field(
         "",
         description=(
@@ -86,6 +134,29 @@ class Settings(BaseSettings):
     )
     ingest_queue_size: int = Field(
         10_000, ge=1, description="Writes waiting for the writer before new ones get 503."
+    )
+    max_concurrent_requests: int = Field(
+        128,
+        ge=1,
+        description=(
+            "Requests handled at once; beyond it a fast 503 with Retry-After: 1 (/health is "
+            "exempt)."
+        ),
+    )
+    header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="Time a client has to send a request's headers before a 408 and close.",
+    )
+    body_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="Time a client has to send a request's whole body before a 408 and close.",
+    )
+    shutdown_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="On SIGTERM, how long requests in flight may take before they are cut.",
     )
     group_commit: bool = Field(
         True,
@@ -217,6 +288,14 @@ class Settings(BaseSettings):
 
         parse_extra_patterns(self.pii_extra_patterns)
         parse_webhook_urls(self.alert_webhooks)
+        parse_trusted_proxies(self.trusted_proxies)
+        origins = parse_cors_origins(self.cors_origins)
+        if "*" in origins and not self.api_auth_enabled:
+            raise ValueError(
+                "TELEMETRY_CORS_ORIGINS '*' needs TELEMETRY_API_AUTH_ENABLED=true: without "
+                "auth any web page you visit could read and write your telemetry; list "
+                "the origins instead"
+            )
         _check_zone(self.weekly_export_tz, "TELEMETRY_WEEKLY_EXPORT_TZ")
         return self
 
@@ -245,9 +324,54 @@ class Settings(BaseSettings):
         return parse_webhook_urls(self.alert_webhooks)
 
     @property
+    def trusted_proxy_list(self) -> list[str]:
+        """``TELEMETRY_TRUSTED_PROXIES`` parsed: IP addresses and CIDR networks, in order."""
+        return parse_trusted_proxies(self.trusted_proxies)
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        """``TELEMETRY_CORS_ORIGINS`` parsed: exact origins (or ``*``), in order."""
+        return parse_cors_origins(self.cors_origins)
+
+    @property
     def git_host_map(self) -> dict[str, GitPlatform]:
         """``TELEMETRY_GIT_HOSTS`` parsed: host name (lower case) to platform."""
         return parse_git_hosts(self.git_hosts)
+
+
+LOOPBACK_NAMES = frozenset({"localhost"})
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps the server reachable from this machine only:
+    a loopback address (``127.0.0.0/8``, ``::1``) or ``localhost``. Any other name
+    counts as a network address (it may resolve to one)."""
+    import ipaddress
+
+    name = host.strip().strip("[]").lower()
+    if name in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(settings: Settings) -> None:
+    """Refuse (:class:`ConfigurationError`) to serve on a network address without auth,
+    unless ``allow_unauthenticated_network`` says the operator means it."""
+    if settings.api_auth_enabled or settings.allow_unauthenticated_network:
+        return
+    if is_loopback(settings.api_host):
+        return
+    raise ConfigurationError(
+        f"refusing to bind {settings.api_host!r} with auth disabled: anyone on the network "
+        "could read and write your telemetry. Enable auth (TELEMETRY_API_AUTH_ENABLED=true "
+        "and TELEMETRY_API_AUTH_TOKEN=<a long random secret>, then create scoped keys with "
+        "`local-telemetry keys create`), bind 127.0.0.1, or pass "
+        "--allow-unauthenticated-network (TELEMETRY_ALLOW_UNAUTHENTICATED_NETWORK=true) if "
+        "the network is trusted"
+    )
 
 
 def parse_git_hosts(spec: str) -> dict[str, GitPlatform]:
@@ -275,6 +399,53 @@ def parse_webhook_urls(spec: str) -> list[str]:
             raise ValueError(f"TELEMETRY_ALERT_WEBHOOKS entry {entry!r} must be an http(s) URL")
         urls.append(entry)
     return urls
+
+
+def parse_trusted_proxies(spec: str) -> list[str]:
+    """Parse comma-separated IP addresses and CIDR networks; raise ``ValueError`` on
+    anything else (a host name could resolve to anyone)."""
+    import ipaddress
+
+    entries: list[str] = []
+    for entry in filter(None, (part.strip() for part in spec.split(","))):
+        try:
+            if "/" in entry:
+                entries.append(str(ipaddress.ip_network(entry, strict=False)))
+            else:
+                entries.append(str(ipaddress.ip_address(entry)))
+        except ValueError:
+            raise ValueError(
+                f"TELEMETRY_TRUSTED_PROXIES entry {entry!r} must be an IP address or a "
+                "CIDR network such as 10.0.0.0/8"
+            ) from None
+    return entries
+
+
+def parse_cors_origins(spec: str) -> list[str]:
+    """Parse comma-separated origins (``scheme://host[:port]``, no path) or ``*``; raise
+    ``ValueError`` on anything else (browsers compare origins exactly)."""
+    from urllib.parse import urlsplit
+
+    origins: list[str] = []
+    for entry in filter(None, (part.strip() for part in spec.split(","))):
+        if entry == "*":
+            origins.append(entry)
+            continue
+        parts = urlsplit(entry)
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.netloc
+            or parts.path
+            or parts.query
+            or parts.fragment
+            or "@" in parts.netloc
+        ):
+            raise ValueError(
+                f"TELEMETRY_CORS_ORIGINS entry {entry!r} must be an origin like "
+                "https://ci.example.com (scheme, host, optional port; no path) or *"
+            )
+        origins.append(entry.lower())
+    return origins
 
 
 def _check_zone(name: str, variable: str) -> None:

@@ -16,6 +16,7 @@ from local_telemetry.cli.tables import MISSING
 from support import ServerProcess, StartServer
 
 TOKEN = "cli-reports-secret"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def agent_run(agent: str, day: str, resolution: str, **fields: Any) -> dict[str, Any]:
@@ -194,7 +195,9 @@ def test_alerts_list_the_firing_alert(firing_server: tuple[ServerProcess, str]) 
     assert [(a["rule_name"], a["agent_name"], a["value"]) for a in alerts] == [
         ("failures-high", agent, 1.0)
     ]
-    assert alerts == httpx.get(f"{server.url}/api/v1/alerts", params={"state": "firing"}).json()
+    # Reads need the token too with auth on (issue 10).
+    direct = httpx.get(f"{server.url}/api/v1/alerts", params={"state": "firing"}, headers=AUTH)
+    assert alerts == direct.json()
 
     resolved = cli_against(server, "alerts", "--state", "resolved", "--json")
     assert resolved.returncode == 0
@@ -216,7 +219,7 @@ def test_alert_rules_are_the_apis(firing_server: tuple[ServerProcess, str]) -> N
     result = cli_against(server, "alerts", "rules", "--json")
     assert result.returncode == 0, result.stderr
     rules = json.loads(result.stdout)
-    assert rules == httpx.get(f"{server.url}/api/v1/alerts/rules").json()
+    assert rules == httpx.get(f"{server.url}/api/v1/alerts/rules", headers=AUTH).json()
     assert [rule["name"] for rule in rules] == ["failures-high"]
 
     table = cli_against(server, "alerts", "rules")

@@ -151,9 +151,10 @@ def test_rules_need_the_token_when_auth_is_on(start_server: StartServer) -> None
     with httpx.Client(base_url=server.url) as client:
         assert client.put("/api/v1/alerts/rules", json=[GOOD_RULE]).status_code == 401
         assert client.post("/api/v1/alerts/evaluate").status_code == 401
-        names = [r["name"] for r in client.get("/api/v1/alerts/rules").json()]
-        assert names == list(BUILT_IN_KINDS)  # nothing was saved
+        assert client.get("/api/v1/alerts/rules").status_code == 401  # reads too (issue 10)
         good = {"authorization": "Bearer secret-token"}
+        names = [r["name"] for r in client.get("/api/v1/alerts/rules", headers=good).json()]
+        assert names == list(BUILT_IN_KINDS)  # nothing was saved
         assert client.put("/api/v1/alerts/rules", json=[GOOD_RULE], headers=good).status_code == 200
 
 

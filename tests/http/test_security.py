@@ -1,4 +1,5 @@
-"""Bearer-token auth on writes and per-client rate limiting, through real servers."""
+"""Bearer-token auth (the API token as an admin key; reads need it too since issue 10)
+and per-client rate limiting, through real servers. Scoped keys: tests/hardening/."""
 
 from __future__ import annotations
 
@@ -68,7 +69,8 @@ WRITE_NAMES = ["create", "batch", "update", "associate-commit", "events"]
 
 def assert_unauthorized(response: httpx.Response) -> None:
     assert response.status_code == 401, response.text[:300]
-    assert response.headers["www-authenticate"] == "Bearer"
+    # 'Bearer' without a key; 'Bearer error="invalid_token"' for a wrong one (RFC 6750).
+    assert response.headers["www-authenticate"].split(" ")[0] == "Bearer"
     assert response.headers["content-type"].startswith("application/json")
     detail = response.json()["detail"]
     assert isinstance(detail, str)
@@ -76,18 +78,19 @@ def assert_unauthorized(response: httpx.Response) -> None:
 
 
 def assert_run_untouched(client: httpx.Client, run: dict[str, Any]) -> None:
-    stored = client.get(f"/api/v1/runs/{run['event_id']}").json()
+    stored = client.get(f"/api/v1/runs/{run['event_id']}", headers=GOOD).json()
     assert stored["status"] == "running"
     assert stored["items_failed"] == 0
     assert stored["git_commit_hash"] is None
     assert stored["updated_at"] is None
-    assert client.get(f"/api/v1/runs/{run['event_id']}/events").json() == []
+    assert client.get(f"/api/v1/runs/{run['event_id']}/events", headers=GOOD).json() == []
 
 
 def assert_nothing_created(client: httpx.Client, body: Any) -> None:
     for item in body if isinstance(body, list) else [body]:
         if "event_id" in item and "start_time" in item:
-            assert client.get(f"/api/v1/runs/{item['event_id']}").status_code == 404
+            found = client.get(f"/api/v1/runs/{item['event_id']}", headers=GOOD)
+            assert found.status_code == 404
 
 
 # ----- auth -----
@@ -138,7 +141,7 @@ def test_token_is_only_accepted_in_the_authorization_header(
         client.post("/api/v1/runs", json=run, headers={"Cookie": f"token={TOKEN}"}),
     ):
         assert_unauthorized(attempt)
-    assert client.get(f"/api/v1/runs/{run['event_id']}").status_code == 404
+    assert client.get(f"/api/v1/runs/{run['event_id']}", headers=GOOD).status_code == 404
 
 
 def test_auth_is_checked_before_the_body_is_read(client: httpx.Client) -> None:
@@ -154,7 +157,8 @@ def test_create_with_the_right_token_is_201_and_stored(client: httpx.Client) -> 
     response = client.post("/api/v1/runs", json=run, headers=GOOD)
     assert response.status_code == 201
     assert response.json()["status"] == "created"
-    assert client.get(f"/api/v1/runs/{run['event_id']}").json()["run_id"] == run["run_id"]
+    stored = client.get(f"/api/v1/runs/{run['event_id']}", headers=GOOD).json()
+    assert stored["run_id"] == run["run_id"]
 
 
 def test_every_write_succeeds_with_the_right_token(
@@ -166,11 +170,11 @@ def test_every_write_succeeds_with_the_right_token(
     ):
         response = client.request(method, path, json=body, headers=GOOD)
         assert response.status_code == status, (path, response.text[:300])
-    stored = client.get(f"/api/v1/runs/{existing['event_id']}").json()
+    stored = client.get(f"/api/v1/runs/{existing['event_id']}", headers=GOOD).json()
     assert stored["status"] == "failure"
     assert stored["items_failed"] == 3
     assert stored["git_commit_hash"] == "abcdef1234"
-    events = client.get(f"/api/v1/runs/{existing['event_id']}/events").json()
+    events = client.get(f"/api/v1/runs/{existing['event_id']}/events", headers=GOOD).json()
     assert [event["message"] for event in events] == ["secured"]
 
 
@@ -181,23 +185,35 @@ def test_auth_covers_other_write_methods_too(client: httpx.Client) -> None:
     assert client.delete("/api/v1/runs/anything", headers=GOOD).status_code == 405
 
 
-@pytest.mark.parametrize(
-    "path",
-    [
-        "/health",
-        "/metrics",
-        "/api/v1/runs",
-        "/api/v1/runs/{event_id}",
-        "/api/v1/runs/{event_id}/commit-url",
-        "/api/v1/runs/{event_id}/repo-url",
-        "/api/v1/runs/{event_id}/events",
-        "/api/v1/metadata",
-        "/openapi.json",
-        "/docs",
-    ],
-)
-def test_reads_need_no_token(client: httpx.Client, existing: dict[str, Any], path: str) -> None:
-    response = client.get(path.format(event_id=existing["event_id"]))
+READ_PATHS = [
+    "/metrics",
+    "/api/v1/runs",
+    "/api/v1/runs/{event_id}",
+    "/api/v1/runs/{event_id}/commit-url",
+    "/api/v1/runs/{event_id}/repo-url",
+    "/api/v1/runs/{event_id}/events",
+    "/api/v1/metadata",
+]
+
+
+@pytest.mark.parametrize("path", ["/health", "/openapi.json", "/docs", "/redoc"])
+def test_health_and_docs_need_no_token(
+    client: httpx.Client, existing: dict[str, Any], path: str
+) -> None:
+    response = client.get(path)
+    assert response.status_code == 200, response.text[:300]
+    assert "www-authenticate" not in response.headers
+
+
+@pytest.mark.parametrize("path", READ_PATHS)
+def test_reads_need_the_token_too(
+    client: httpx.Client, existing: dict[str, Any], path: str
+) -> None:
+    """Changed by issue 10: with auth on, reads are protected too (the v3 guide's
+    reference left them open; TELEMETRY_API_AUTH_PUBLIC_READS=true restores that)."""
+    target = path.format(event_id=existing["event_id"])
+    assert_unauthorized(client.get(target))
+    response = client.get(target, headers=GOOD)
     assert response.status_code == 200, response.text[:300]
     assert "www-authenticate" not in response.headers
 
@@ -205,12 +221,12 @@ def test_reads_need_no_token(client: httpx.Client, existing: dict[str, Any], pat
 def test_rejected_writes_leave_the_run_count_unchanged(
     client: httpx.Client, existing: dict[str, Any]
 ) -> None:
-    before = client.get("/metrics").json()["total_runs"]
+    before = client.get("/metrics", headers=GOOD).json()["total_runs"]
     for method, path, body in write_requests(existing["event_id"]):
         assert client.request(method, path, json=body).status_code == 401
         bad = {"Authorization": "Bearer nope"}
         assert client.request(method, path, json=body, headers=bad).status_code == 401
-    assert client.get("/metrics").json()["total_runs"] == before
+    assert client.get("/metrics", headers=GOOD).json()["total_runs"] == before
 
 
 def test_auth_is_off_by_default(api: httpx.Client) -> None:
@@ -341,4 +357,4 @@ def test_the_bearer_scheme_name_is_case_insensitive(client: httpx.Client, scheme
     run = new_run()
     response = client.post("/api/v1/runs", json=run, headers={"Authorization": f"{scheme} {TOKEN}"})
     assert response.status_code == 201
-    assert client.get(f"/api/v1/runs/{run['event_id']}").status_code == 200
+    assert client.get(f"/api/v1/runs/{run['event_id']}", headers=GOOD).status_code == 200

@@ -35,7 +35,7 @@ def test_processes_starting_at_once_migrate_once(postgres_url: str) -> None:
             list(pool.map(lambda store: store.migrate(), stores))
         with psycopg.connect(postgres_url) as conn:
             rows = conn.execute("SELECT version FROM local_telemetry_schema").fetchall()
-        assert rows == [(1,)]
+        assert rows == [(1,), (2,)]
         assert stores[0].apply([InsertRuns([store_row("e1")])]) == [1]
     finally:
         for store in stores:

@@ -16,14 +16,19 @@ from local_telemetry import API_VERSION, __version__, dashboard
 from local_telemetry.alerts import AlertRule
 from local_telemetry.api import agent_runs, alerts, exports, kpis, runs, system
 from local_telemetry.api import imports as imports_api
+from local_telemetry.api import keys as keys_api
 from local_telemetry.api import maintenance as maintenance_api
 from local_telemetry.api import retention as retention_api
+from local_telemetry.api.auth import ApiAuth, KeyRing
 from local_telemetry.api.background import PeriodicJob, leader_only
+from local_telemetry.api.cors import CrossOrigin
 from local_telemetry.api.deps import AppState
-from local_telemetry.api.errors import install_error_handlers
+from local_telemetry.api.errors import document_errors, install_error_handlers
 from local_telemetry.api.fastpath import FastPaths
+from local_telemetry.api.headers import SecurityHeaders
 from local_telemetry.api.metadata_cache import MetadataCache
-from local_telemetry.api.security import BearerAuth, RateLimiter
+from local_telemetry.api.overload import ConcurrencyCap
+from local_telemetry.api.security import RateLimiter
 from local_telemetry.config import Settings
 from local_telemetry.ingest import GroupCommitWriter
 from local_telemetry.pii import build_scrubber
@@ -39,7 +44,7 @@ from local_telemetry.schemas import (
 )
 from local_telemetry.storage.base import Store
 from local_telemetry.storage.sqlite import SQLiteStore
-from local_telemetry.storage.sqlite_lock import ServerLock, hold_server_lock
+from local_telemetry.storage.sqlite_lock import ServerLock, hold_server_lock_if_possible
 from local_telemetry.weekly_export import CHECK_INTERVAL_SECONDS, WeeklyExporter
 
 log = logging.getLogger("local_telemetry")
@@ -82,15 +87,17 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             body = model.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(body.pop("$defs", {}))
             components[model.__name__] = body
-        app.openapi_schema = schema
+        app.openapi_schema = document_errors(schema)
     return app.openapi_schema
 
 
 class TelemetryAPI(FastAPI):
     """FastAPI with our ASGI layers in front of Starlette's middleware stack.
 
-    Outermost first: rate limit, bearer auth, then the run endpoints' fast paths
-    (``api/fastpath.py``), so a hot request passes no Starlette/FastAPI layer at all;
+    Outermost first: security headers (``api/headers.py``), CORS (``api/cors.py``, when
+    origins are listed), the concurrency cap (``api/overload.py``), rate limit
+    (``api/security.py``), API-key auth (``api/auth.py``), then the run endpoints' fast
+    paths (``api/fastpath.py``), so a hot request passes no Starlette/FastAPI layer at all;
     everything else continues into FastAPI's own stack.
     """
 
@@ -101,11 +108,24 @@ class TelemetryAPI(FastAPI):
         settings = app_state.settings
         if settings.fast_paths:
             stack = FastPaths(stack, app_state)
-        if settings.api_auth_enabled and settings.api_auth_token:
-            stack = BearerAuth(stack, settings.api_auth_token)
+        if settings.api_auth_enabled:
+            keys: KeyRing = self.state.key_ring
+            stack = ApiAuth(stack, keys, app_state.read, settings.api_auth_public_reads)
         if settings.rate_limit_enabled:
-            stack = RateLimiter(stack, settings.rate_limit_rpm)
-        return stack
+            # Outside auth, so key guessing is counted too (see RateLimiter).
+            stack = RateLimiter(
+                stack,
+                settings.rate_limit_rpm,
+                max_buckets=settings.rate_limit_max_buckets,
+                by_key=settings.api_auth_enabled,
+            )
+        # A flood is shed before any other layer spends time on it.
+        stack = ConcurrencyCap(stack, settings.max_concurrent_requests)
+        # Header-only layers around everything, so shed (503), limited (429) and refused
+        # (401) answers carry CORS and security headers too.
+        if settings.cors_origin_list:
+            stack = CrossOrigin(stack, settings.cors_origin_list)
+        return SecurityHeaders(stack)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -158,7 +178,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Held while serving, so `local-telemetry restore` knows the file is in use.
         server_lock: ServerLock | None = None
         if not settings.uses_postgres:
-            server_lock = hold_server_lock(settings.sqlite_path)
+            server_lock = hold_server_lock_if_possible(settings.sqlite_path)
         store.migrate()
         writer.start()
         info = app_state.store_info = store.info()
@@ -189,9 +209,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.local_telemetry = app_state
+    # Verifies API keys for the auth layer, the dashboard's sign-in and key management.
+    env_token = settings.api_auth_token if settings.api_auth_enabled else None
+    app.state.key_ring = KeyRing(store, env_token)
     install_error_handlers(app)
     for module in (system, runs, agent_runs, kpis, exports, imports_api, alerts, retention_api):
         app.include_router(module.router)
+    app.include_router(keys_api.router)
     maintenance_api.install(app, app_state)  # stale-run endpoint and periodic job
     dashboard.install(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from local_telemetry.cli import (  # noqa: F401  (registers commands)
     backup,
     doctor,
+    keys,
     maintenance,
     reports,
     runs,

@@ -363,7 +363,9 @@ def check_postgres(ctx: Context) -> Check | None:
 
 
 def _get(ctx: Context, path: str) -> httpx.Response:
-    return httpx.get(f"{ctx.url}{path}", timeout=HTTP_TIMEOUT_SECONDS)
+    # With auth on, everything but /health and the docs needs a key (reads too).
+    headers = {"Authorization": f"Bearer {ctx.token}"} if ctx.token else {}
+    return httpx.get(f"{ctx.url}{path}", headers=headers, timeout=HTTP_TIMEOUT_SECONDS)
 
 
 def check_server_health(ctx: Context) -> Check | None:
@@ -408,7 +410,16 @@ def check_server_version(ctx: Context) -> Check | None:
     if ctx.health is None:
         return None
     try:
-        served = str(_get(ctx, "/version").json().get("server_version"))
+        response = _get(ctx, "/version")
+        if response.status_code in (401, 403):
+            return Check(
+                "server.version",
+                "warn",
+                f"GET /version answered {response.status_code}: auth is on and the CLI's "
+                "token is missing or refused",
+                "set TELEMETRY_API_TOKEN (see server.auth)",
+            )
+        served = str(response.json().get("server_version"))
     except (httpx.HTTPError, ValueError) as exc:
         return Check("server.version", "warn", f"GET /version failed: {exc}", "read the log")
     if served == __version__:
@@ -431,7 +442,8 @@ def _probe_write(ctx: Context, token: str | None) -> int:
 
 
 def check_server_auth(ctx: Context) -> Check | None:
-    """When the server wants a token for writes, whether the CLI has one that works."""
+    """When the server wants a key, whether the CLI has one that works (a ``read`` key
+    is fine for reports; writes then get 403)."""
     if ctx.health is None:
         return None
     name = "server.auth"
@@ -443,19 +455,22 @@ def check_server_auth(ctx: Context) -> Check | None:
             return Check(
                 name,
                 "warn",
-                "the server requires a token for writes; none configured for the CLI",
+                "the server requires a key (reads too); none configured for the CLI",
                 "set TELEMETRY_API_TOKEN (or pass --token to each command)",
             )
         with_token = _probe_write(ctx, ctx.token)
     except httpx.HTTPError as exc:
         return Check(name, "warn", f"could not probe auth: {exc}", "read the server's log")
-    if with_token in (401, 403):
+    if with_token == 401:
         return Check(
             name,
             "fail",
-            "the server refuses the configured token",
-            "set TELEMETRY_API_TOKEN to the server's TELEMETRY_API_AUTH_TOKEN",
+            "the server refuses the configured token (unknown, revoked or expired key)",
+            "set TELEMETRY_API_TOKEN to the server's TELEMETRY_API_AUTH_TOKEN or an API key"
+            " from `local-telemetry keys create`",
         )
+    if with_token == 403:
+        return Check(name, "ok", "auth enabled; the configured key is accepted for reads only")
     return Check(name, "ok", "auth enabled; the configured token is accepted")
 
 

@@ -11,7 +11,12 @@ import typer
 
 from local_telemetry import __version__
 from local_telemetry.cli.root import app
-from local_telemetry.config import ConfigurationError, describe_settings, load_settings
+from local_telemetry.config import (
+    ConfigurationError,
+    check_bind,
+    describe_settings,
+    load_settings,
+)
 
 GIL_SWITCH_INTERVAL_S = 0.001
 
@@ -30,21 +35,39 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind address [TELEMETRY_API_HOST].")] = None,
     port: Annotated[int | None, typer.Option(help="Port [TELEMETRY_API_PORT].")] = None,
     db_path: Annotated[str | None, typer.Option(help="SQLite file [TELEMETRY_DB_PATH].")] = None,
+    allow_unauthenticated_network: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unauthenticated-network",
+            help=(
+                "Serve on a non-loopback address with auth disabled "
+                "[TELEMETRY_ALLOW_UNAUTHENTICATED_NETWORK]."
+            ),
+        ),
+    ] = False,
 ) -> None:
-    """Start the HTTP API server (settings from TELEMETRY_* variables; options win)."""
-    overrides = {
-        k: v
-        for k, v in {"api_host": host, "api_port": port, "db_path": db_path}.items()
-        if v is not None
+    """Start the HTTP API server (settings from TELEMETRY_* variables; options win).
+
+    With auth disabled it only binds a loopback address (127.0.0.1, ::1, localhost)
+    unless --allow-unauthenticated-network is given; exit status 2 otherwise.
+    """
+    given = {
+        "api_host": host,
+        "api_port": port,
+        "db_path": db_path,
+        "allow_unauthenticated_network": allow_unauthenticated_network or None,
     }
+    overrides = {k: v for k, v in given.items() if v is not None}
     try:
         settings = load_settings(**overrides)
+        check_bind(settings)
     except ConfigurationError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     import uvicorn
 
     from local_telemetry.api import create_app
+    from local_telemetry.api.slow_clients import deadline_protocol
 
     logging.basicConfig(
         level=settings.log_level.upper(),
@@ -60,6 +83,13 @@ def serve(
         "log_level": settings.log_level,
         "access_log": False,
         "server_header": False,
+        # uvicorn believes X-Forwarded-For/-Proto from 127.0.0.1 by default, which would let
+        # any local client pick its rate-limit address: trust only the listed proxies.
+        "forwarded_allow_ips": settings.trusted_proxy_list,
+        # Slow clients get a 408 and are closed (api/slow_clients.py); on SIGTERM,
+        # requests in flight get this long to finish before the writer drains and stops.
+        "http": deadline_protocol(settings.header_timeout_seconds, settings.body_timeout_seconds),
+        "timeout_graceful_shutdown": settings.shutdown_timeout_seconds,
     }
     if settings.api_workers == 1:
         uvicorn.run(create_app(settings), **options)

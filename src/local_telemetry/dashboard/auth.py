@@ -3,10 +3,16 @@
 When ``TELEMETRY_API_AUTH_ENABLED`` is on, every dashboard page needs a session: a
 request without one is redirected to ``/login`` (htmx requests get 401 with an
 ``HX-Redirect``), and nothing stored is rendered before. ``/login`` takes the API token
-and sets ``lt_session``: HttpOnly, SameSite=Strict, ``expiry.nonce.signature`` signed
-with HMAC-SHA256 under a key derived from the token, so sessions survive restarts and
-end when the token changes. Forms (QC review, sign-in, sign-out) carry a CSRF token that
-must equal the browser's ``lt_csrf`` cookie (double submit; the cookie is HttpOnly and
+(``TELEMETRY_API_AUTH_TOKEN``) or any active API key (every scope includes ``read``) and
+sets ``lt_session``: HttpOnly, SameSite=Strict, ``expiry.nonce.holder.signature``, where
+``holder`` is the key's public prefix (``token`` for the API token) and the signature is
+HMAC-SHA256 under a key derived from the stored key's hash (from the token for
+``token``). So sessions survive restarts, and a session ends when its key is revoked or
+expires (checked on every request, through the same short cache as API requests) or
+when the token changes. Pages are reads; posting a form that stores something (the QC
+review) needs a key with the ``ingest`` or ``admin`` scope (403 otherwise). Forms (QC
+review, sign-in, sign-out) carry a CSRF token that must equal the browser's ``lt_csrf``
+cookie (double submit; the cookie is HttpOnly and
 SameSite=Strict), and POSTs whose ``Origin`` names another host are refused.
 """
 
@@ -19,9 +25,16 @@ import time
 from collections.abc import Callable
 from urllib.parse import urlencode, urlsplit
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 
+from local_telemetry.api.auth import (
+    ENV_TOKEN_NAME,
+    READ_METHODS,
+    KeyRing,
+    Principal,
+    scope_allows,
+)
 from local_telemetry.api.deps import state
 from local_telemetry.dashboard.web import read_form, render
 
@@ -43,29 +56,62 @@ class CsrfRejected(Exception):
     """A form came without the right CSRF token (or from another origin): 403."""
 
 
-def _key(token: str) -> bytes:
-    return hashlib.sha256(b"local-telemetry dashboard session\x00" + token.encode()).digest()
+ENV_HOLDER = "token"
+"""The ``holder`` of a session opened with ``TELEMETRY_API_AUTH_TOKEN``."""
 
 
-def _sign(token: str, payload: str) -> str:
-    return hmac.new(_key(token), payload.encode(), hashlib.sha256).hexdigest()
+def _key(secret: str) -> bytes:
+    return hashlib.sha256(b"local-telemetry dashboard session\x00" + secret.encode()).digest()
 
 
-def new_session(token: str, now: float | None = None) -> str:
-    """A session cookie value valid for ``SESSION_SECONDS``."""
+def _sign(secret: str, payload: str) -> str:
+    return hmac.new(_key(secret), payload.encode(), hashlib.sha256).hexdigest()
+
+
+def new_session(secret: str, holder: str = ENV_HOLDER, now: float | None = None) -> str:
+    """A session cookie value of ``holder`` valid for ``SESSION_SECONDS``, signed under
+    ``secret`` (the API token, or the hash of the stored key ``holder``)."""
     expiry = int((now if now is not None else time.time()) + SESSION_SECONDS)
-    payload = f"{expiry}.{secrets.token_hex(16)}"
-    return f"{payload}.{_sign(token, payload)}"
+    payload = f"{expiry}.{secrets.token_hex(16)}.{holder}"
+    return f"{payload}.{_sign(secret, payload)}"
 
 
-def session_valid(token: str, value: str | None, now: float | None = None) -> bool:
-    """Whether ``value`` is an unexpired session signed for ``token``."""
-    if not value or value.count(".") != 2:
-        return False
-    expiry, nonce, signature = value.split(".")
+def session_holder(value: str | None, now: float | None = None) -> str | None:
+    """The ``holder`` of an unexpired, well-formed session value (not yet verified)."""
+    if not value or value.count(".") != 3:
+        return None
+    expiry, _nonce, holder, _signature = value.split(".")
     if not expiry.isdigit() or int(expiry) < (now if now is not None else time.time()):
+        return None
+    return holder
+
+
+def session_valid(secret: str, value: str | None, now: float | None = None) -> bool:
+    """Whether ``value`` is an unexpired session signed under ``secret``."""
+    if session_holder(value, now) is None:
         return False
-    return hmac.compare_digest(signature, _sign(token, f"{expiry}.{nonce}"))
+    assert value is not None
+    payload, _, signature = value.rpartition(".")
+    return hmac.compare_digest(signature, _sign(secret, payload))
+
+
+async def session_principal(request: Request) -> Principal | None:
+    """Who the request's session belongs to, if it is valid and its key still active."""
+    value = request.cookies.get(SESSION_COOKIE)
+    holder = session_holder(value)
+    if holder is None:
+        return None
+    settings = state(request).settings
+    keys: KeyRing = request.app.state.key_ring
+    if holder == ENV_HOLDER:
+        token = settings.api_auth_token
+        if not token or not session_valid(token, value):
+            return None
+        return Principal(ENV_TOKEN_NAME, "admin", None)
+    row = await keys.active_key(holder, state(request).read)
+    if row is None or not session_valid(row["key_hash"], value):
+        return None
+    return Principal(row["name"], row["scope"], holder, row["id"])
 
 
 def _cookie(response: Response, request: Request, name: str, value: str, age: int) -> None:
@@ -108,19 +154,26 @@ def check_csrf(request: Request, form: dict[str, str]) -> None:
         raise CsrfRejected
 
 
-def signed_in(request: Request) -> bool:
+async def signed_in(request: Request) -> bool:
     """Whether the request may see dashboard pages (always, when auth is off)."""
-    settings = state(request).settings
-    if not settings.api_auth_enabled or not settings.api_auth_token:
+    if not state(request).settings.api_auth_enabled:
         return True
-    return session_valid(settings.api_auth_token, request.cookies.get(SESSION_COOKIE))
+    return await session_principal(request) is not None
 
 
 async def require_login(request: Request) -> None:
-    """Dependency of every dashboard page: :class:`LoginRequired` without a session."""
-    if not signed_in(request):
+    """Dependency of every dashboard page: :class:`LoginRequired` without a session;
+    403 when a form that stores something is posted with a ``read``-scope session."""
+    if not state(request).settings.api_auth_enabled:
+        return
+    principal = await session_principal(request)
+    if principal is None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise LoginRequired(target)
+    if request.method not in READ_METHODS and not scope_allows(principal.scope, "ingest"):
+        raise HTTPException(
+            403, f"Storing needs an API key with the 'ingest' scope (yours has '{principal.scope}')"
+        )
 
 
 def safe_next(value: str | None) -> str:
@@ -145,7 +198,7 @@ router = APIRouter(include_in_schema=False)
 async def login_page(request: Request) -> Response:
     """The sign-in form (straight to the dashboard when auth is off or signed in)."""
     next_url = safe_next(request.query_params.get("next"))
-    if signed_in(request):
+    if await signed_in(request):
         return RedirectResponse(next_url, status_code=303)
     return render(request, "login.html", {"next_url": next_url, "error": None})
 
@@ -160,16 +213,29 @@ async def login(request: Request) -> Response:
     except CsrfRejected:
         context = {"next_url": next_url, "error": "The form expired. Please sign in again."}
         return render(request, "login.html", context, status_code=403)
-    settings = state(request).settings
-    expected = settings.api_auth_token or ""
-    if not settings.api_auth_enabled:
+    if not state(request).settings.api_auth_enabled:
         return RedirectResponse(next_url, status_code=303)
-    if not hmac.compare_digest(form.get("token", "").encode(), expected.encode()):
+    session = await _session_for(request, form.get("token", "").strip())
+    if session is None:
         context = {"next_url": next_url, "error": "That token is not valid."}
         return render(request, "login.html", context, status_code=401)
     response = RedirectResponse(next_url, status_code=303)
-    _cookie(response, request, SESSION_COOKIE, new_session(expected), SESSION_SECONDS)
+    _cookie(response, request, SESSION_COOKIE, session, SESSION_SECONDS)
     return response
+
+
+async def _session_for(request: Request, credential: str) -> str | None:
+    """A new session for the API token or an active API key, else ``None``."""
+    keys: KeyRing = request.app.state.key_ring
+    if not credential:
+        return None
+    principal = await keys.verify(credential, state(request).read)
+    if principal is None:
+        return None
+    if principal.prefix is None:  # the API token
+        return new_session(credential)
+    row = await keys.active_key(principal.prefix, state(request).read)
+    return None if row is None else new_session(row["key_hash"], principal.prefix)
 
 
 @router.post("/logout")

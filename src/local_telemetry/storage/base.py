@@ -315,6 +315,45 @@ class RecordAlerts:
         return bool(self.fire or self.resolve or self.refresh)
 
 
+API_KEY_SCOPES: tuple[str, ...] = ("read", "ingest", "admin")
+"""Scopes of an API key, each including the ones before it."""
+API_KEY_COLUMNS: tuple[str, ...] = (
+    "id",
+    "name",
+    "scope",
+    "prefix",
+    "created_at",
+    "expires_at",
+    "revoked_at",
+)
+"""Fields of a stored API key as listings show them (the hash is never among them)."""
+
+
+@dataclass(frozen=True)
+class CreateApiKey:
+    """Store a new API key: only its hash and its public ``prefix`` (unique).
+
+    ``expires_at``: stored UTC form, or ``None`` for a key that does not expire.
+    Result: the stored key as a dict of ``API_KEY_COLUMNS``.
+    """
+
+    name: str
+    scope: str
+    prefix: str
+    key_hash: str
+    expires_at: str | None = None
+
+
+@dataclass(frozen=True)
+class RevokeApiKey:
+    """Revoke the API key ``key_id`` now (a key revoked before keeps its first time).
+
+    Result: the key as a dict of ``API_KEY_COLUMNS``, or ``None`` when no such key exists.
+    """
+
+    key_id: int
+
+
 WriteOp = (
     InsertRuns
     | UpdateRun
@@ -327,6 +366,8 @@ WriteOp = (
     | CloseStaleRuns
     | SaveAlertRules
     | RecordAlerts
+    | CreateApiKey
+    | RevokeApiKey
 )
 
 RunJSON = tuple[str, str | None, str | None]
@@ -552,6 +593,15 @@ class Store(Protocol):
     def stale_runs(self, cutoff: str, limit: int) -> StaleRuns:
         """The runs :class:`CloseStaleRuns` with ``cutoff`` would close now: how many,
         and the first ``limit`` of them in the order it closes them."""
+
+    def find_api_key(self, prefix: str) -> dict[str, Any] | None:
+        """The API key with this ``prefix``: ``API_KEY_COLUMNS`` plus ``key_hash``, or
+        ``None``. The caller compares the hash (in constant time) and checks expiry and
+        revocation."""
+
+    def list_api_keys(self) -> list[dict[str, Any]]:
+        """Every API key (revoked and expired ones too), oldest first, as
+        ``API_KEY_COLUMNS``."""
 
     def lead(self, role: str) -> bool:
         """Whether this process is the one that runs the background job ``role``

@@ -28,7 +28,7 @@ import psycopg
 import psycopg.errors
 from psycopg_pool import ConnectionPool
 
-from local_telemetry.storage import postgres_analytics
+from local_telemetry.storage import postgres_analytics, sqlite_keys
 from local_telemetry.storage.base import (
     BOOL_COLUMNS,
     EVENT_COLUMNS,
@@ -40,6 +40,7 @@ from local_telemetry.storage.base import (
     AppendEvents,
     BlankPayloads,
     CloseStaleRuns,
+    CreateApiKey,
     DeleteRuns,
     EndsBeforeStart,
     InsertRuns,
@@ -49,6 +50,7 @@ from local_telemetry.storage.base import (
     RecordAlerts,
     RetentionCounts,
     RetentionPage,
+    RevokeApiKey,
     RunConflict,
     RunFilter,
     RunJSON,
@@ -524,6 +526,8 @@ class PostgresStore:
                     results.append(isolated(conn, "stale", close))
                 elif isinstance(op, SaveAlertRules | RecordAlerts):
                     results.append(_alert_write(conn, op))
+                elif isinstance(op, CreateApiKey | RevokeApiKey):
+                    results.append(_key_write(conn, op))
                 else:
                     inserts = [op]
                     while index < len(ops):
@@ -723,6 +727,18 @@ class PostgresStore:
         with self._pool.connection() as conn:
             return postgres_analytics.open_alerts(conn)
 
+    def find_api_key(self, prefix: str) -> dict[str, Any] | None:
+        """The API key with ``prefix`` and its hash, or ``None``."""
+        if _unstorable(prefix):
+            return None  # a NUL cannot be stored, so no key has it
+        with self._pool.connection() as conn:
+            return sqlite_keys.find(conn, prefix, "%s")
+
+    def list_api_keys(self) -> list[dict[str, Any]]:
+        """Every API key, oldest first, without hashes."""
+        with self._pool.connection() as conn:
+            return sqlite_keys.list_all(conn)
+
     def retention_candidates(
         self, started_before: str, after: tuple[str, int] | None, limit: int, payloads: bool
     ) -> RetentionPage:
@@ -826,3 +842,11 @@ def _alert_write(conn: Conn, op: SaveAlertRules | RecordAlerts) -> Any:
     if isinstance(op, SaveAlertRules):
         return isolated(conn, "alerts", lambda: postgres_analytics.save_rules(conn, op))
     return isolated(conn, "alerts", lambda: postgres_analytics.record_alerts(conn, op))
+
+
+def _key_write(conn: Conn, op: CreateApiKey | RevokeApiKey) -> Any:
+    """Create or revoke an API key in a savepoint of its own (a taken prefix undoes it)."""
+
+    if isinstance(op, CreateApiKey):
+        return isolated(conn, "api_key", lambda: sqlite_keys.create(conn, op, "%s"))
+    return isolated(conn, "api_key", lambda: sqlite_keys.revoke(conn, op, "%s"))

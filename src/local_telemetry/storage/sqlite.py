@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
+import resource
 import sqlite3
 import threading
 from collections import Counter
@@ -22,7 +24,13 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from local_telemetry import kpis
-from local_telemetry.storage import sqlite_alerts, sqlite_retention, sqlite_series, sqlite_stale
+from local_telemetry.storage import (
+    sqlite_alerts,
+    sqlite_keys,
+    sqlite_retention,
+    sqlite_series,
+    sqlite_stale,
+)
 from local_telemetry.storage.base import (
     AGENT_OUTCOME_COLUMNS,
     BOOL_COLUMNS,
@@ -37,6 +45,7 @@ from local_telemetry.storage.base import (
     AppendEvents,
     BlankPayloads,
     CloseStaleRuns,
+    CreateApiKey,
     DeleteRuns,
     EndsBeforeStart,
     InsertRuns,
@@ -46,6 +55,7 @@ from local_telemetry.storage.base import (
     RecordAlerts,
     RetentionCounts,
     RetentionPage,
+    RevokeApiKey,
     RunConflict,
     RunFilter,
     RunJSON,
@@ -61,6 +71,8 @@ from local_telemetry.storage.sqlite_tx import isolated
 from local_telemetry.timestamps import TimestampError, now_stored, parse_instant, to_stored
 
 WRITER_CACHE_KIB = 64 * 1024
+FULL_BELOW_BYTES = 1024 * 1024
+"""Free space under which a failed write is taken for "disk full" (see ``looks_full``)."""
 # duration_ms_supplied (migration 4) is stored, not returned: whether the client sent
 # duration_ms (KPIs use it then, else end_time - start_time). An insert row may say so
 # itself (the agent-runs upsert computes its duration: not supplied); otherwise it is
@@ -610,6 +622,17 @@ def _alert_write(conn: sqlite3.Connection, op: SaveAlertRules | RecordAlerts) ->
     return isolated(conn, "alerts", lambda: sqlite_alerts.record_alerts(conn, op))
 
 
+def _settings_write(
+    conn: sqlite3.Connection, op: SaveAlertRules | RecordAlerts | CreateApiKey | RevokeApiKey
+) -> Any:
+    """An alert or API-key write in a savepoint of its own: all of it, or none of it."""
+    if isinstance(op, SaveAlertRules | RecordAlerts):
+        return _alert_write(conn, op)
+    if isinstance(op, CreateApiKey):
+        return isolated(conn, "api_key", lambda: sqlite_keys.create(conn, op))
+    return isolated(conn, "api_key", lambda: sqlite_keys.revoke(conn, op))
+
+
 def _maintenance_write(
     conn: sqlite3.Connection, op: BlankPayloads | DeleteRuns | ReclaimSpace | CloseStaleRuns
 ) -> Any:
@@ -715,8 +738,8 @@ class SQLiteStore:
                     results.append(_maintenance_write(conn, op))
                     index += 1
                     continue
-                if isinstance(op, SaveAlertRules | RecordAlerts):
-                    results.append(_alert_write(conn, op))
+                if isinstance(op, SaveAlertRules | RecordAlerts | CreateApiKey | RevokeApiKey):
+                    results.append(_settings_write(conn, op))
                     index += 1
                     continue
                 inserts: list[InsertRuns] = []
@@ -1093,6 +1116,14 @@ class SQLiteStore:
         """Every firing alert."""
         return sqlite_alerts.open_alerts(self._reader())
 
+    def find_api_key(self, prefix: str) -> dict[str, Any] | None:
+        """The API key with ``prefix`` and its hash, or ``None``."""
+        return sqlite_keys.find(self._reader(), prefix)
+
+    def list_api_keys(self) -> list[dict[str, Any]]:
+        """Every API key, oldest first, without hashes."""
+        return sqlite_keys.list_all(self._reader())
+
     def retention_candidates(
         self, started_before: str, after: tuple[str, int] | None, limit: int, payloads: bool
     ) -> RetentionPage:
@@ -1129,6 +1160,21 @@ class SQLiteStore:
     def integrity_check(self) -> str:
         """Result of ``PRAGMA integrity_check`` (``"ok"`` when healthy)."""
         return str(self._reader().execute("PRAGMA integrity_check").fetchone()[0])
+
+    def looks_full(self) -> bool:
+        """Whether the store's files cannot grow: no free space left on their file
+        system, or a file-size limit (``RLIMIT_FSIZE``) reached. Tells "disk full" from
+        other I/O errors, which SQLite reports alike when a write fails part-way."""
+        files = [self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-journal")]
+        sizes = [path.stat().st_size for path in files if path.exists()]
+        soft_limit, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+        if soft_limit != resource.RLIM_INFINITY and max(sizes, default=0) >= soft_limit:
+            return True
+        try:
+            space = os.statvfs(self.path.parent)
+        except OSError:
+            return False
+        return space.f_bavail * space.f_frsize < FULL_BELOW_BYTES
 
     def close(self) -> None:
         """Close every connection this store opened."""

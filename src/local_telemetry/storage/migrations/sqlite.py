@@ -8,7 +8,7 @@ aliases mapped to canonical values, and nothing is dropped that was stored. Migr
 adds the agent outcome columns of the runbook and the ``run_events`` table. A released
 migration is never edited; a schema change is a new migration. Migration 3 adds the QC
 table, migration 4 the ``duration_ms_supplied`` column and the KPI index, migration 5 the
-alert tables.
+alert tables, migration 6 the API keys.
 """
 
 from __future__ import annotations
@@ -356,6 +356,28 @@ def _migration_5(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+# Migration 6: scoped API keys. Only a SHA-256 hash of each key is stored (see
+# api/auth.py for why a fast hash suffices); ``prefix`` is the key's public part, shown
+# in listings and used to find the row.
+API_KEYS_SCHEMA = (
+    """CREATE TABLE api_keys (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    scope TEXT NOT NULL CHECK (scope IN ('read', 'ingest', 'admin')),
+    prefix TEXT NOT NULL UNIQUE,
+    key_hash TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at TEXT,
+    revoked_at TEXT
+    )""",
+)
+
+
+def _migration_6(conn: sqlite3.Connection) -> None:
+    for statement in API_KEYS_SCHEMA:
+        conn.execute(statement)
+
+
 Migration = tuple[int, str, Callable[[sqlite3.Connection], None]]
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -368,6 +390,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         _migration_4,
     ),
     (5, "server_state table (alert rules); alerts table (firing episodes)", _migration_5),
+    (6, "api_keys table (scoped API keys, stored as hashes)", _migration_6),
 )
 
 
