@@ -179,6 +179,12 @@ def fetch_run(api: httpx.Client, event_id: str) -> dict[str, Any]:
     return run
 
 
+def stored_run(server: ServerProcess, event_id: str) -> dict[str, Any]:
+    """The stored run ``event_id`` of ``server`` (asserting the server has it)."""
+    with httpx.Client(base_url=server.url, timeout=10) as api:
+        return fetch_run(api, event_id)
+
+
 def store_row(event_id: str, **fields: Any) -> dict[str, Any]:
     """A minimal valid run row for Store tests (timestamps in the stored form)."""
     from local_telemetry.timestamps import normalize

@@ -7,28 +7,13 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
 
 from local_telemetry.client import AsyncTelemetryClient, TelemetryClient
 from local_telemetry.client.delivery import Item
-from support import ServerProcess, free_port
-
-
-@pytest.fixture
-def client(shared_server: ServerProcess) -> Iterator[TelemetryClient]:
-    with TelemetryClient(shared_server.url, spool=False, detect_git=False) as sdk:
-        yield sdk
-
-
-def stored(server: ServerProcess, event_id: str) -> dict[str, Any]:
-    response = httpx.get(f"{server.url}/api/v1/runs/{event_id}", timeout=10)
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
+from support import ServerProcess, free_port, stored_run
 
 
 def agent() -> str:
@@ -44,7 +29,7 @@ def test_block_success_records_start_progress_and_end(
         run.set_metrics(output_tokens=20)
         run.set_context(model="m1")
     assert client.flush(10)
-    row = stored(shared_server, run.event_id)
+    row = stored_run(shared_server, run.event_id)
     assert row["status"] == "success"
     assert row["environment"] == "prod"
     assert (row["items_discovered"], row["items_succeeded"]) == (3, 2)
@@ -63,7 +48,7 @@ def test_block_failure_records_traceback_and_reraises(
     with pytest.raises(ZeroDivisionError), client.run(agent(), "processing") as run:
         _ = 1 / 0
     assert client.flush(10)
-    row = stored(shared_server, run.event_id)
+    row = stored_run(shared_server, run.event_id)
     assert row["status"] == "failure"
     assert row["error_summary"] == "division by zero"
     assert "ZeroDivisionError" in row["error_details"]
@@ -80,7 +65,7 @@ def test_fail_and_partial_set_the_final_status(
         else:
             run.partial("3 items failed", items_failed=3)
     assert client.flush(10)
-    row = stored(shared_server, run.event_id)
+    row = stored_run(shared_server, run.event_id)
     assert row["status"] == ("failure" if outcome == "fail" else "partial")
     assert row["error_summary"] in ("upstream said no", "3 items failed")
 
@@ -121,9 +106,9 @@ def test_start_and_end_run_by_handle_and_by_event_id(
     client.end_run(first, status="partial", items_failed=1)
     client.end_run(second.event_id, status="cancelled")
     assert client.flush(10)
-    assert stored(shared_server, first.event_id)["status"] == "partial"
-    assert stored(shared_server, first.event_id)["items_failed"] == 1
-    assert stored(shared_server, second.event_id)["status"] == "cancelled"
+    assert stored_run(shared_server, first.event_id)["status"] == "partial"
+    assert stored_run(shared_server, first.event_id)["items_failed"] == 1
+    assert stored_run(shared_server, second.event_id)["status"] == "cancelled"
 
 
 def test_associate_commit_is_delivered(
@@ -132,7 +117,7 @@ def test_associate_commit_is_delivered(
     with client.run(agent(), "codegen") as run:
         run.associate_commit("ABCDEF1234", source="llm", author="Bot <b@x>")
     assert client.flush(10)
-    row = stored(shared_server, run.event_id)
+    row = stored_run(shared_server, run.event_id)
     assert (row["git_commit_hash"], row["git_commit_source"]) == ("abcdef1234", "llm")
     assert row["git_commit_author"] == "Bot <b@x>"
 
@@ -203,7 +188,7 @@ def test_async_client_blocks_nothing_and_delivers(shared_server: ServerProcess) 
             return run.event_id
 
     event_id = asyncio.run(scenario())
-    row = stored(shared_server, event_id)
+    row = stored_run(shared_server, event_id)
     assert (row["status"], row["items_succeeded"]) == ("success", 7)
 
 

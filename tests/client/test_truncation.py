@@ -3,29 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from typing import Any
 
-import httpx
 import pytest
 
 from local_telemetry.client import TelemetryClient
 from local_telemetry.client.truncation import FIELD_LIMITS, truncate_text
 from local_telemetry.schemas import MAX_ERROR_DETAILS_BYTES, MAX_ERROR_SUMMARY_BYTES
-from support import ServerProcess
-
-
-@pytest.fixture
-def client(shared_server: ServerProcess) -> Iterator[TelemetryClient]:
-    with TelemetryClient(shared_server.url, spool=False, detect_git=False) as sdk:
-        yield sdk
-
-
-def stored(server: ServerProcess, event_id: str) -> dict[str, Any]:
-    response = httpx.get(f"{server.url}/api/v1/runs/{event_id}", timeout=10)
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
+from support import ServerProcess, stored_run
 
 
 def test_sdk_limits_match_the_server() -> None:
@@ -44,7 +28,7 @@ def test_a_huge_traceback_is_truncated_with_a_marker_and_the_run_stored(
     run.fail(summary, details)
     run.end()
     assert client.flush(20)
-    row = stored(shared_server, run.event_id)
+    row = stored_run(shared_server, run.event_id)
     assert row["status"] == "failure"
     assert client.stats()["rejected"] == 0
     assert client.stats()["truncated"] == 2
@@ -64,7 +48,7 @@ def test_fitting_values_are_sent_untouched(
     run = client.start_run(f"sdk-trunc-{uuid.uuid4().hex[:8]}", "job", error_details=details)
     run.end("success")
     assert client.flush(20)
-    assert stored(shared_server, run.event_id)["error_details"] == details
+    assert stored_run(shared_server, run.event_id)["error_details"] == details
     assert client.stats()["truncated"] == 0
 
 
