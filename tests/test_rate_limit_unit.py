@@ -110,8 +110,21 @@ def _request(limiter: RateLimiter, key: str | None, path: str = "/api/v1/kpis") 
     return sent[0]
 
 
+async def _every_key(credential: bytes) -> bool:
+    return True
+
+
+async def _no_key(credential: bytes) -> bool:
+    return False
+
+
+async def _only_good(credential: bytes) -> bool:
+    return credential == b"good"
+
+
 def test_random_keys_do_not_grow_memory_and_no_raw_key_is_kept() -> None:
-    limiter = RateLimiter(_ok, rpm=5, max_buckets=64, by_key=True)
+    # Even if every key were a verified one, the bucket count stays capped.
+    limiter = RateLimiter(_ok, rpm=5, max_buckets=64, recognizes=_every_key)
     keys = [secrets.token_urlsafe(24) for _ in range(1000)]
     for key in keys:
         assert _request(limiter, key)["status"] == 200
@@ -120,18 +133,24 @@ def test_random_keys_do_not_grow_memory_and_no_raw_key_is_kept() -> None:
     assert not any(key in names for key in keys)
 
 
-def test_keys_count_only_with_auth_on() -> None:
-    keyed = RateLimiter(_ok, rpm=2, max_buckets=64, by_key=True)
-    shared = RateLimiter(_ok, rpm=2, max_buckets=64, by_key=False)
+def test_only_verified_keys_get_a_budget_of_their_own() -> None:
+    keyed = RateLimiter(_ok, rpm=2, max_buckets=64, recognizes=_every_key)
     for index in range(5):
         assert _request(keyed, f"key-{index}")["status"] == 200
-    statuses = [_request(shared, f"key-{index}")["status"] for index in range(5)]
-    assert statuses == [200, 200, 429, 429, 429]
+    # Auth off, or keys auth never verified: one budget per address, whatever key is sent.
+    for shared in (
+        RateLimiter(_ok, rpm=2, max_buckets=64),
+        RateLimiter(_ok, rpm=2, max_buckets=64, recognizes=_no_key),
+    ):
+        statuses = [_request(shared, f"key-{index}")["status"] for index in range(5)]
+        assert statuses == [200, 200, 429, 429, 429]
+        assert len(shared.buckets) == 1
 
 
 def test_refusals_spend_the_address_failed_auth_budget() -> None:
-    limiter = RateLimiter(_ok, rpm=3, max_buckets=64, by_key=True)
+    limiter = RateLimiter(_ok, rpm=3, max_buckets=64, recognizes=_only_good)
     for index in range(3):
         assert _request(limiter, f"guess-{index}", "/api/v1/refuse")["status"] == 401
     assert _request(limiter, "guess-4")["status"] == 429
-    assert _request(limiter, None)["status"] == 200  # keyless requests: the address budget
+    # While the address's failed-auth budget is empty, even a valid key from it waits.
+    assert _request(limiter, "good")["status"] == 429

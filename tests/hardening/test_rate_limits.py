@@ -99,17 +99,39 @@ def test_two_keys_have_separate_budgets(keyed: tuple[ServerProcess, httpx.Client
 
 def test_guessing_keys_is_limited_per_address(keyed: tuple[ServerProcess, httpx.Client]) -> None:
     server, client = keyed
-    # Each wrong key has a bucket of its own, but every 401 spends the address's
-    # failed-auth budget: once it is empty, no key gets through from there.
-    for _ in range(RPM):
+    # A made-up key gets no budget of its own (it counts against the address), and every
+    # 401 also spends the address's failed-auth budget: once that is empty, no key gets
+    # through from there, not even a valid one.
+    for sent in range(1, RPM + 1):
         response = client.get("/api/v1/kpis", headers=bearer(secrets.token_urlsafe(16)))
         assert response.status_code == 401
-        assert_limit_headers(response, remaining=RPM - 1)
+        assert_limit_headers(response, remaining=RPM - sent)
     assert_limited(client.get("/api/v1/kpis", headers=bearer(secrets.token_urlsafe(16))))
     assert_limited(client.get("/api/v1/kpis", headers=bearer(ADMIN)))
     # Another address has not guessed anything.
     with client_from(server, "127.0.0.2") as other:
         assert other.get("/api/v1/kpis", headers=bearer(ADMIN)).status_code == 200
+
+
+def test_made_up_keys_on_requests_auth_lets_through_share_the_address_budget(
+    start_server: StartServer,
+) -> None:
+    """Public reads (and OPTIONS) are never checked by auth, so no 401 spends the
+    failed-auth budget: a new made-up key per request must still not buy a fresh budget,
+    nor fill the limiter's memory."""
+    server = start_server(**LIMITED, **AUTH, TELEMETRY_API_AUTH_PUBLIC_READS="true")
+    with client_from(server) as client:
+        made_up = [
+            bearer(f"lt_{secrets.token_hex(6)}_{secrets.token_urlsafe(32)[:43]}")
+            for _ in range(RPM)
+        ]
+        assert [client.get("/api/v1/kpis", headers=key).status_code for key in made_up] == [
+            200
+        ] * RPM
+        assert_limited(client.get("/api/v1/kpis", headers=bearer(secrets.token_urlsafe(16))))
+        assert_limited(client.get("/api/v1/kpis"))
+        # A valid key still has a budget of its own.
+        assert client.get("/api/v1/kpis", headers=bearer(ADMIN)).status_code == 200
 
 
 @pytest.mark.parametrize("path", ["/metrics", "/version", "/api/v1/kpis"])

@@ -108,8 +108,8 @@ class TelemetryAPI(FastAPI):
         settings = app_state.settings
         if settings.fast_paths:
             stack = FastPaths(stack, app_state)
+        keys: KeyRing = self.state.key_ring
         if settings.api_auth_enabled:
-            keys: KeyRing = self.state.key_ring
             stack = ApiAuth(stack, keys, app_state.read, settings.api_auth_public_reads)
         if settings.rate_limit_enabled:
             # Outside auth, so key guessing is counted too (see RateLimiter).
@@ -117,7 +117,9 @@ class TelemetryAPI(FastAPI):
                 stack,
                 settings.rate_limit_rpm,
                 max_buckets=settings.rate_limit_max_buckets,
-                by_key=settings.api_auth_enabled,
+                recognizes=partial(keys.recognizes, read=app_state.read)
+                if settings.api_auth_enabled
+                else None,
             )
         # A flood is shed before any other layer spends time on it.
         stack = ConcurrencyCap(stack, settings.max_concurrent_requests)

@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from local_telemetry.api.security import send_json
+from local_telemetry.api.security import bearer_credential, send_json
 from local_telemetry.storage.base import API_KEY_SCOPES, Store
 from local_telemetry.timestamps import now_stored
 
@@ -48,6 +48,9 @@ _KEY_FORM = re.compile(r"^lt_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 CACHE_SECONDS = 5.0
 """How long a verified key is trusted without reading its row again."""
 CACHE_MAX = 1024
+MISS_SECONDS = 1.0
+"""How long an unknown key prefix is remembered as unknown: a flood of made-up keys of
+the right form costs one database read per prefix a second, not one per request."""
 """Most cached keys (the cache is emptied when full: it only saves reads)."""
 
 PUBLIC_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
@@ -132,7 +135,8 @@ class KeyRing:
         self.store = store
         self._token = token.encode() if token else None
         self.ttl = ttl
-        self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._cache: dict[str, tuple[float, dict[str, Any] | None]] = {}
+        self._epoch = 0  # bumped by forget(): a read begun before a revoke is not cached
         self._lock = threading.Lock()
 
     def env_token(self, credential: str) -> bool:
@@ -144,18 +148,19 @@ class KeyRing:
         now = time.monotonic()
         with self._lock:
             cached = self._cache.get(prefix)
-        if cached is not None and now - cached[0] < self.ttl:
+            epoch = self._epoch
+        if cached is not None and now - cached[0] < (self.ttl if cached[1] else MISS_SECONDS):
             row = cached[1]
         else:
             row = await read(self.store.find_api_key, prefix)
-            if row is None or not key_active(row):
-                self.forget(prefix)
-                return None
+            if row is not None and not key_active(row):
+                row = None
             with self._lock:
-                if len(self._cache) >= CACHE_MAX:
-                    self._cache.clear()
-                self._cache[prefix] = (now, row)
-        return row if key_active(row) else None
+                if epoch == self._epoch:  # no revoke meanwhile: the row is still true
+                    if len(self._cache) >= CACHE_MAX:
+                        self._cache.clear()
+                    self._cache[prefix] = (now, row)
+        return row if row is not None and key_active(row) else None
 
     async def verify(self, credential: str, read: Reader) -> Principal | None:
         """Who ``credential`` belongs to, or ``None`` (unknown, revoked or expired)."""
@@ -169,23 +174,17 @@ class KeyRing:
             return None
         return Principal(row["name"], row["scope"], prefix, row["id"])
 
+    async def recognizes(self, credential: bytes, read: Reader) -> bool:
+        """Whether a raw bearer value is a valid key (the rate limiter's question: only
+        valid keys get a budget of their own; made-up ones count by address)."""
+        return await self.verify(credential.decode("utf-8", "replace"), read) is not None
+
     def forget(self, prefix: str) -> None:
-        """Drop ``prefix`` from the cache (after a revoke: effective at once here)."""
+        """Drop ``prefix`` from the cache (after a create or revoke: effective at once in
+        this process, also for lookups already under way)."""
         with self._lock:
             self._cache.pop(prefix, None)
-
-
-def bearer_credential(headers: list[tuple[bytes, bytes]]) -> str | None:
-    """The credentials of the first ``Authorization: Bearer …`` header, else ``None``
-    (the scheme name is case-insensitive, RFC 7235; the credential is not)."""
-    for name, value in headers:
-        if name == b"authorization":
-            scheme, _, credential = value.partition(b" ")
-            if scheme.lower() != b"bearer":
-                return None
-            text = credential.strip().decode("latin-1")
-            return text or None
-    return None
+            self._epoch += 1
 
 
 class ApiAuth:
@@ -206,7 +205,9 @@ class ApiAuth:
         if needed is None:
             await self.app(scope, receive, send)
             return
-        credential = bearer_credential(scope["headers"])
+        raw = bearer_credential(scope)
+        # Header bytes as UTF-8, so a non-ASCII token matches what its owner typed.
+        credential = raw.decode("utf-8", "replace") if raw is not None else None
         if credential is None:
             await send_json(
                 send,
@@ -238,6 +239,4 @@ class ApiAuth:
                 ],
             )
             return
-        # Later layers (rate limiting by key, logging) may use who is calling.
-        scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)

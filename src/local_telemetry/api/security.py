@@ -13,14 +13,12 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
-RATE_LIMIT_EXEMPT = frozenset({"/health", "/metrics", "/docs", "/redoc", "/openapi.json"})
 LOGIN = "/login"
 
 
@@ -157,12 +155,13 @@ def key_bucket(credential: bytes) -> str:
 class RateLimiter:
     """ASGI layer limiting ``/api/`` requests per API key, or per client address.
 
-    With ``by_key`` (auth on), a request carrying a bearer credential is counted against
-    that credential; anything else against the client address, ``scope["client"]``
-    (uvicorn has already replaced a trusted proxy's address by the client's from
-    ``X-Forwarded-For``: see ``TELEMETRY_TRUSTED_PROXIES``). With auth off a credential
-    proves nothing (anyone could send a new one per request), so everyone is counted by
-    address.
+    With auth on, ``recognizes`` tells valid keys from made-up ones
+    (:meth:`~local_telemetry.api.auth.KeyRing.recognizes`, cached): a request carrying a
+    valid key is counted against that key; anything else against the client address,
+    ``scope["client"]`` (uvicorn has already replaced a trusted proxy's address by the
+    client's from ``X-Forwarded-For``: see ``TELEMETRY_TRUSTED_PROXIES``). A key nobody
+    verified proves nothing (anyone could send a new one per request), so it is counted
+    by address, as everything is with auth off.
 
     It runs outside auth, so each guessed key would get a fresh bucket of its own: to
     limit guessing per address, every 401 answered to a request that tried a key (a
@@ -172,11 +171,17 @@ class RateLimiter:
     """
 
     def __init__(
-        self, app: ASGIApp, rpm: int, *, max_buckets: int = 10_000, by_key: bool = False
+        self,
+        app: ASGIApp,
+        rpm: int,
+        *,
+        max_buckets: int = 10_000,
+        recognizes: Callable[[bytes], Awaitable[bool]] | None = None,
     ) -> None:
         self.app = app
         self.rpm = rpm
-        self.by_key = by_key
+        self.by_key = recognizes is not None
+        self.recognizes = recognizes
         self.buckets = TokenBuckets(rpm, max_buckets)
 
     def _tries_key(self, scope: Scope, credential: bytes | None) -> bool:
@@ -191,7 +196,7 @@ class RateLimiter:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        counted = path.startswith("/api/") and path not in RATE_LIMIT_EXEMPT
+        counted = path.startswith("/api/")
         credential = bearer_credential(scope) if self.by_key else None
         tries_key = self._tries_key(scope, credential)
         if not counted and not tries_key:
@@ -203,7 +208,10 @@ class RateLimiter:
         if tries_key:
             decision = self.buckets.check("fail " + address)
         if counted and decision.allowed:
-            name = "addr " + address if credential is None else key_bucket(credential)
+            name = "addr " + address
+            recognizes = self.recognizes
+            if credential is not None and recognizes is not None and await recognizes(credential):
+                name = key_bucket(credential)
             decision = self.buckets.take(name)
         limit_headers = [
             (b"x-ratelimit-limit", str(self.rpm).encode()),
