@@ -359,6 +359,43 @@ def test_a_forged_session_holder_is_refused(server: ServerProcess, keys: dict[st
 
 
 @pytest.mark.parametrize(
+    "cookie",
+    [
+        "\u00b2\u00b2\u00b2.0123456789abcdef0123456789abcdef.token." + "0" * 64,
+        "9" * 5000 + ".0123456789abcdef0123456789abcdef.token." + "0" * 64,
+        "99999999999.n.'; DROP TABLE api_keys; --." + "0" * 64,
+        "99999999999.0123456789abcdef0123456789abcdef.%%%%%%%%%%%%." + "0" * 64,
+        "a.b.c",
+    ],
+    ids=["superscript-digits", "5000-digit-expiry", "sql-holder", "like-holder", "short"],
+)
+def test_a_crafted_session_cookie_signs_nobody_in_and_never_fails(
+    server: ServerProcess, cookie: str
+) -> None:
+    # Raw header bytes: Starlette reads cookies as latin-1, so b"\xb2" arrives as "²".
+    headers = {"cookie": b"lt_session=" + cookie.encode("latin-1")}
+    with httpx.Client(base_url=server.url, follow_redirects=False, timeout=30) as client:
+        for path in ("/", "/login"):
+            response = client.get(path, headers=headers)
+            assert response.status_code in (200, 303), (path, response.text[:300])
+        assert client.get("/", headers=headers).headers["location"].startswith("/login")
+
+
+def test_reading_the_database_is_not_enough_to_forge_a_session(
+    server: ServerProcess, keys: dict[str, str]
+) -> None:
+    """Key sessions are signed under the key's stored hash and the server's token: the
+    hash alone (what a database reader or a backup holds) signs nothing."""
+    from local_telemetry.dashboard.auth import new_session
+
+    prefix = keys["admin"].split("_")[1]
+    (key_hash,) = query(server, "SELECT key_hash FROM api_keys WHERE prefix = ?", [prefix])[0]
+    with httpx.Client(base_url=server.url, follow_redirects=False, timeout=30) as client:
+        client.cookies.set("lt_session", new_session(str(key_hash), prefix))
+        assert client.get("/").status_code == 303
+
+
+@pytest.mark.parametrize(
     "value",
     [
         b"Bearer \xff\xfe",

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -76,14 +77,26 @@ def new_session(secret: str, holder: str = ENV_HOLDER, now: float | None = None)
     return f"{payload}.{_sign(secret, payload)}"
 
 
+_SESSION_FORM = re.compile(
+    rf"^([0-9]{{1,12}})\.[0-9a-f]{{32}}\.({ENV_HOLDER}|[0-9a-f]{{12}})\.[0-9a-f]{{64}}$"
+)
+
+
 def session_holder(value: str | None, now: float | None = None) -> str | None:
-    """The ``holder`` of an unexpired, well-formed session value (not yet verified)."""
-    if not value or value.count(".") != 3:
+    """The ``holder`` of an unexpired, well-formed session value (not yet verified).
+
+    The whole form is checked first (a cookie is anyone's input), so nothing that is not
+    ours reaches ``int()`` or a key lookup."""
+    match = _SESSION_FORM.match(value or "")
+    if match is None or int(match.group(1)) < (now if now is not None else time.time()):
         return None
-    expiry, _nonce, holder, _signature = value.split(".")
-    if not expiry.isdigit() or int(expiry) < (now if now is not None else time.time()):
-        return None
-    return holder
+    return match.group(2)
+
+
+def key_session_secret(token: str | None, key_hash: str) -> str:
+    """What a key's sessions are signed under: its stored hash AND the server's API
+    token, so someone who can read the database (or a backup) cannot forge one."""
+    return f"{token or ''}\x00{key_hash}"
 
 
 def session_valid(secret: str, value: str | None, now: float | None = None) -> bool:
@@ -109,7 +122,8 @@ async def session_principal(request: Request) -> Principal | None:
             return None
         return Principal(ENV_TOKEN_NAME, "admin", None)
     row = await keys.active_key(holder, state(request).read)
-    if row is None or not session_valid(row["key_hash"], value):
+    secret = key_session_secret(settings.api_auth_token, row["key_hash"]) if row else ""
+    if row is None or not session_valid(secret, value):
         return None
     return Principal(row["name"], row["scope"], holder, row["id"])
 
@@ -235,7 +249,10 @@ async def _session_for(request: Request, credential: str) -> str | None:
     if principal.prefix is None:  # the API token
         return new_session(credential)
     row = await keys.active_key(principal.prefix, state(request).read)
-    return None if row is None else new_session(row["key_hash"], principal.prefix)
+    if row is None:
+        return None
+    token = state(request).settings.api_auth_token
+    return new_session(key_session_secret(token, row["key_hash"]), principal.prefix)
 
 
 @router.post("/logout")
