@@ -101,3 +101,35 @@ def test_submit_before_start_is_refused(store: SQLiteStore) -> None:
     writer = GroupCommitWriter(store)
     with pytest.raises(WriterStopped):
         asyncio.run(writer.submit(InsertRuns([run_row("x")])))
+
+
+def test_a_database_held_by_another_process_is_storage_unavailable_not_a_bug(
+    tmp_path: Path,
+) -> None:
+    """SQLITE_BUSY (a backup or tool holding the file past the busy timeout) is the
+    storage refusing for now (503), like read-only or full storage; a bad statement is
+    not."""
+    import sqlite3
+    from contextlib import closing
+
+    from local_telemetry.ingest import storage_failure
+
+    db = tmp_path / "held.sqlite"
+    with closing(sqlite3.connect(db, isolation_level=None)) as holder:
+        holder.execute("CREATE TABLE t (x)")
+        holder.execute("BEGIN EXCLUSIVE")
+        with (
+            closing(sqlite3.connect(db, timeout=0)) as writer,
+            pytest.raises(sqlite3.OperationalError) as busy,
+        ):
+            writer.execute("INSERT INTO t VALUES (1)")
+    with (
+        closing(sqlite3.connect(db, timeout=0)) as writer,
+        pytest.raises(sqlite3.OperationalError) as wrong,
+    ):
+        writer.execute("INSERT INTO no_such_table VALUES (1)")
+    found = storage_failure(busy.value)
+    assert found is not None
+    assert found.full is False
+    assert "SQLITE_BUSY" in str(found)
+    assert storage_failure(wrong.value) is None

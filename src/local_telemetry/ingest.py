@@ -71,10 +71,22 @@ class StorageUnavailable(Exception):
 # SQLite result codes (primary code: the low byte of the extended code) that mean the
 # storage itself refused the write, not the operation being wrong.
 _SQLITE_FULL = {"SQLITE_FULL"}
-_SQLITE_UNWRITABLE = {"SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM"}
-# PostgreSQL SQLSTATEs: disk_full, out of memory/resources, read-only transaction.
+# BUSY/LOCKED: another process (a backup in rollback-journal mode, a tool) held the file
+# longer than the busy timeout; the write can succeed later, like the others here.
+_SQLITE_UNWRITABLE = {
+    "SQLITE_IOERR",
+    "SQLITE_READONLY",
+    "SQLITE_CANTOPEN",
+    "SQLITE_PERM",
+    "SQLITE_BUSY",
+    "SQLITE_LOCKED",
+}
+# PostgreSQL SQLSTATEs: disk_full and insufficient resources; read-only transaction, I/O
+# error, lost or refused connections (08xxx), admin shutdown, cannot connect now, and
+# out of memory: the database will take writes again, the request was not wrong.
 _PG_FULL = {"53100", "53000"}
-_PG_UNWRITABLE = {"25006", "58030"}
+_PG_UNWRITABLE = {"25006", "58030", "57P01", "57P02", "57P03", "53200"}
+_PG_UNWRITABLE_CLASSES = ("08",)
 _OS_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 _OS_UNWRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
 
@@ -100,7 +112,7 @@ def storage_failure(
     if isinstance(sqlstate, str):
         if sqlstate in _PG_FULL:
             return StorageUnavailable(f"Storage full: {exc}", full=True)
-        if sqlstate in _PG_UNWRITABLE:
+        if sqlstate in _PG_UNWRITABLE or sqlstate.startswith(_PG_UNWRITABLE_CLASSES):
             return StorageUnavailable(f"Storage not writable: {exc}", full=False)
         return None
     if isinstance(exc, OSError):

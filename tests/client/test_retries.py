@@ -73,6 +73,17 @@ def test_server_errors_are_retried_until_success(flaky: Callable[[str], str]) ->
     assert seen(url)["POST"] == 4
 
 
+def test_a_full_disk_507_is_retried_not_dropped(flaky: Callable[[str], str]) -> None:
+    url = flaky("507:1,507:1")
+    with TelemetryClient(url, spool=False, detect_git=False, retry_deadline=30) as sdk:
+        sdk.start_run("agent", "job")
+        assert sdk.flush(30)
+        stats = sdk.stats()
+    assert stats["sent"] == 1
+    assert stats["dropped"] == 0
+    assert seen(url)["POST"] == 3
+
+
 def test_429_waits_for_retry_after(flaky: Callable[[str], str]) -> None:
     url = flaky("429:1")
     with TelemetryClient(url, spool=False, detect_git=False, retry_deadline=30) as sdk:

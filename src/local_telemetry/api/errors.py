@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from local_telemetry.api.http import ApiError, JSONBody
-from local_telemetry.ingest import StorageUnavailable, WriterStopped
+from local_telemetry.ingest import StorageUnavailable, WriterBusy, WriterStopped
 
 log = logging.getLogger("local_telemetry.api")
 
@@ -45,6 +45,14 @@ async def _writer_stopped(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _writer_busy(request: Request, exc: Exception) -> Response:
+    # Handlers that submit through runs.submit_write answer this themselves; this catches
+    # every other write (maintenance, keys, alerts) the same way instead of a 500.
+    return JSONBody(
+        {"detail": "Server busy: write queue full"}, status_code=503, headers={"Retry-After": "1"}
+    )
+
+
 STORAGE_RETRY_AFTER_SECONDS = 30
 
 
@@ -75,6 +83,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(WriterStopped, _writer_stopped)
+    app.add_exception_handler(WriterBusy, _writer_busy)
     app.add_exception_handler(StorageUnavailable, _storage_unavailable)
     app.add_exception_handler(Exception, _unexpected)
 

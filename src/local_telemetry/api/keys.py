@@ -16,12 +16,12 @@ from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from local_telemetry.api.auth import KeyRing, hash_key, key_active, new_key
-from local_telemetry.api.deps import AppState, state
+from local_telemetry.api.deps import state
 from local_telemetry.api.http import ApiError, JSONBody, validate
 from local_telemetry.api.maintenance import optional_body
+from local_telemetry.api.runs import submit_write
 from local_telemetry.durations import parse_duration
-from local_telemetry.ingest import WriterBusy
-from local_telemetry.storage.base import API_KEY_SCOPES, CreateApiKey, RevokeApiKey, WriteOp
+from local_telemetry.storage.base import API_KEY_SCOPES, CreateApiKey, RevokeApiKey
 from local_telemetry.timestamps import to_stored
 
 EXPIRY_UNITS = "smhdw"
@@ -97,13 +97,6 @@ def key_ring(request: Request) -> KeyRing:
     return ring
 
 
-async def _write(app_state: AppState, op: WriteOp) -> Any:
-    try:
-        return await app_state.writer.submit(op)
-    except WriterBusy:
-        raise ApiError(503, "Server busy: write queue full", {"Retry-After": "1"}) from None
-
-
 def _info(row: dict[str, Any]) -> dict[str, Any]:
     return {**row, "active": key_active(row)}
 
@@ -129,7 +122,7 @@ async def create_key(request: Request) -> JSONBody:
     # as likely as guessing a 15-digit number, so it is not retried.
     key, prefix = new_key()
     op = CreateApiKey(body.name, body.scope, prefix, hash_key(key), expires_at)
-    row = await _write(state(request), op)
+    row = await submit_write(state(request), op)
     return JSONBody({**row, "key": key}, status_code=201)
 
 
@@ -154,7 +147,7 @@ async def list_keys(request: Request) -> JSONBody:
 )
 async def revoke_key(request: Request, key_id: Annotated[int, Path(ge=1, le=MAX_ID)]) -> JSONBody:
     """Revoke the key now: requests with it get 401 from this moment on."""
-    row = await _write(state(request), RevokeApiKey(key_id))
+    row = await submit_write(state(request), RevokeApiKey(key_id))
     if row is None:
         raise ApiError(404, f"No API key with id {key_id}")
     key_ring(request).forget(row["prefix"])

@@ -31,7 +31,9 @@ log = logging.getLogger("local_telemetry")
 
 ItemKind = Literal["start", "update", "events", "commit", "qc"]
 LOW_VALUE_KINDS: frozenset[str] = frozenset({"events"})
-RETRYABLE_STATUSES: frozenset[int] = frozenset({408, 425, 429, 500, 502, 503, 504})
+RETRYABLE_STATUSES: frozenset[int] = frozenset({408, 425, 429, 500, 502, 503, 504, 507})
+"""Worth another try: timeouts, rate limits, busy or failing servers, and a full disk
+(507: the server keeps the run once space returns, as README "Overload" says)."""
 BATCH_LIMIT = 1000
 
 
