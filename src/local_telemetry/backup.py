@@ -270,6 +270,25 @@ def _set_journal_mode(path: Path, journal_mode: str) -> None:
             os.unlink(f"{path}{suffix}")
 
 
+def _fold_wal(db_path: Path) -> None:
+    """Checkpoint ``db_path``'s WAL into the file and empty it, so the file alone holds
+    every committed transaction (only while no server has it open)."""
+    with contextlib.closing(sqlite3.connect(db_path)) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def _put_back(previous: Path | None, moved: list[tuple[Path, Path]], db_path: Path) -> None:
+    """Undo a restore that failed before its replace: sidecars back, the extra name
+    gone (``db_path`` itself was never touched before the replace)."""
+    for sidecar, aside in reversed(moved):
+        with contextlib.suppress(OSError):
+            os.rename(aside, sidecar)
+    if previous is not None and db_path.exists() and previous.exists():
+        with contextlib.suppress(OSError):
+            if os.path.samefile(previous, db_path):
+                previous.unlink()
+
+
 def restore_database(
     backup: Path, db_path: Path, *, force: bool = False, journal_mode: str = "WAL"
 ) -> RestoreResult:
@@ -278,7 +297,8 @@ def restore_database(
     Raises :class:`BadBackupArguments` when ``backup`` is no healthy database of ours,
     :class:`ServerRunning` when a server holds ``db_path`` (unless ``force``),
     :class:`BackupError` when copying or renaming fails (the current database is then
-    where it was, or aside under the name the message gives).
+    where it was). Crash-safe: ``db_path`` names a whole database at every moment, the
+    old one (its WAL folded in first) until one atomic replace makes it the new one.
     """
     runs, version = check_backup_file(backup)
     if backup.resolve() == db_path.resolve():
@@ -292,33 +312,42 @@ def restore_database(
             "the file under it (that server keeps writing to the old file)"
         )
     temp = _temp_next_to(db_path)
+    previous: Path | None = None
+    moved: list[tuple[Path, Path]] = []
     try:
         shutil.copyfile(backup, temp)
         _set_journal_mode(temp, journal_mode)
         fsync_file(temp)
-        previous: Path | None = None
-        moved: list[Path] = []
         if db_path.exists():
+            if lock is not None:  # nobody has it open: fold its WAL into the file first
+                _fold_wal(db_path)
             previous = aside_name(db_path)
-            os.rename(db_path, previous)
-            # A stale -wal next to the restored file would be replayed into it; the old
-            # one belongs to the old file, so it goes along (and opens with it).
-            for suffix in SIDECARS:
-                sidecar = Path(f"{db_path}{suffix}")
-                if sidecar.exists():
-                    os.rename(sidecar, f"{previous}{suffix}")
-                    moved.append(Path(f"{previous}{suffix}"))
-        else:
-            for suffix in SIDECARS:  # left by a database someone deleted by hand
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(f"{db_path}{suffix}")
+            # A second name for the old file: db_path always names a whole database,
+            # the old one until the atomic replace below, then the restored one.
+            os.link(db_path, previous)
+        # A stale -wal next to the restored file would be replayed into it; the old one
+        # belongs to the old file, so it goes along (and opens with it).
+        for suffix in SIDECARS:
+            sidecar = Path(f"{db_path}{suffix}")
+            if not sidecar.exists():
+                continue
+            if previous is None:  # left by a database someone deleted by hand
+                sidecar.unlink()
+                continue
+            aside = Path(f"{previous}{suffix}")
+            os.rename(sidecar, aside)
+            moved.append((sidecar, aside))
         os.replace(temp, db_path)
         fsync_directory(db_path.parent)
     except (OSError, sqlite3.Error) as exc:
         _remove_with_sidecars(temp)
-        raise BackupError(f"restoring into {db_path} failed: {exc}") from exc
+        _put_back(previous, moved, db_path)
+        raise BackupError(
+            f"restoring into {db_path} failed: {exc}; the database there is unchanged"
+        ) from exc
     except BaseException:
         _remove_with_sidecars(temp)
+        _put_back(previous, moved, db_path)
         raise
     finally:
         if lock is not None:
@@ -329,5 +358,5 @@ def restore_database(
         runs=runs,
         schema_version=version,
         previous=previous,
-        previous_sidecars=tuple(moved),
+        previous_sidecars=tuple(aside for _, aside in moved),
     )

@@ -101,11 +101,12 @@ def restore(
     """Replace the SQLite database with a backup (stop the server first).
 
     PATH must be a Local Telemetry database that passes PRAGMA integrity_check. The
-    current database is moved aside as <db>.before-restore-<UTC time> together with its
-    -wal and -shm files, and the backup is copied into place (temporary name, fsync,
-    rename). The server brings the schema up to date when it starts. Exit status: 0
-    restored, 1 a server is running on the database (stop it or pass --force) or the
-    copy failed, 2 PATH is no database of ours or bad settings.
+    current database is kept as <db>.before-restore-<UTC time> (its WAL folded in first;
+    with --force its -wal and -shm go along), and the backup is copied into place
+    (temporary name, fsync, one atomic rename). The server brings the schema up to date
+    when it starts. Exit status: 0 restored, 1 a server is running on the database
+    (stop it or pass --force) or the copy failed, 2 PATH is no database of ours or bad
+    settings.
     """
     from local_telemetry import backup as backups
 
