@@ -11,6 +11,7 @@ A missing Content-Type is read as JSON; one that is not ``application/json`` or
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -24,8 +25,10 @@ from starlette.types import Receive
 
 M = TypeVar("M", bound=BaseModel)
 
-# 19 digits in a row: the shortest text that may be an integer outside signed 64 bits.
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+# The texts of integers orjson cannot read exactly (it reads them as floats): below
+# -2**63 (a minus and 19+ digits) or above 2**64-1 (20+ digits). A 19-digit positive
+# number, like a nanosecond timestamp, is read exactly and needs no second parse.
+_LONG_DIGITS = re.compile(rb"-[0-9]{19}|[0-9]{20}")
 
 
 class RowModel(Protocol):
@@ -96,6 +99,18 @@ async def read_json(
 
     Reads the ASGI ``receive`` channel directly, stopping as soon as ``limit`` is passed.
     """
+    body = await read_body(content_type, content_length, receive, limit)
+    if not body.strip():
+        raise ApiError(422, [{"type": "missing", "loc": ["body"], "msg": "Request body is empty"}])
+    return parse_json(body)
+
+
+async def read_body(
+    content_type: str | None, content_length: str | None, receive: Receive, limit: int
+) -> bytes:
+    """The raw body of a JSON request: 415 for another content type (none: JSON), 413
+    as soon as ``limit`` is passed (by ``Content-Length`` or while reading: the rest is
+    never buffered)."""
     media = (content_type or "application/json").split(";", 1)[0].strip().lower()
     if media and not (media == "application/json" or media.endswith("+json")):
         raise ApiError(415, f"Content-Type must be application/json, not {media!r}")
@@ -114,10 +129,7 @@ async def read_json(
         chunks.append(chunk)
         if not message.get("more_body", False):
             break
-    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-    if not body.strip():
-        raise ApiError(422, [{"type": "missing", "loc": ["body"], "msg": "Request body is empty"}])
-    return parse_json(body)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _json_error(position: Any, message: str) -> ApiError:
@@ -150,9 +162,15 @@ def ignored_fields(model: type[BaseModel], data: Any, expected: Iterable[str] = 
     ``model`` does not know and that are not ``expected`` (sent by design, not read):
     ignored on create, and listed in the answer."""
     items: Iterable[Any] = data if isinstance(data, list) else (data,)
-    known = set(model.model_fields) | set(expected)
-    known.update(f.alias for f in model.model_fields.values() if f.alias)
+    known = _known_fields(model, tuple(expected))
     return sorted({k for item in items if isinstance(item, dict) for k in item if k not in known})
+
+
+@functools.cache
+def _known_fields(model: type[BaseModel], expected: tuple[str, ...]) -> frozenset[str]:
+    """The field names and aliases of ``model`` plus ``expected`` (once per model)."""
+    aliases = (f.alias for f in model.model_fields.values() if f.alias)
+    return frozenset((*model.model_fields, *expected, *aliases))
 
 
 def with_ignored(

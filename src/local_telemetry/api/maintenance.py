@@ -13,13 +13,12 @@ from datetime import timedelta
 from functools import partial
 from typing import Annotated, Any, TypeVar
 
-import orjson
 from fastapi import APIRouter, FastAPI, Request
 from pydantic import BaseModel, BeforeValidator, ConfigDict, StrictBool, field_validator
 
 from local_telemetry.api.background import PeriodicJob, leader_only
 from local_telemetry.api.deps import AppState
-from local_telemetry.api.http import ApiError, JSONBody, validate
+from local_telemetry.api.http import ApiError, JSONBody, parse_json, read_body, validate
 from local_telemetry.config import STALE_TIMEOUT_UNITS
 from local_telemetry.durations import FORMS, parse_duration
 from local_telemetry.stale import StaleRunCloser, interval_seconds
@@ -57,26 +56,13 @@ async def optional_body(request: Request, model: type[M]) -> M | None:
     413 past :data:`MAX_BODY_BYTES`, 415 for a non-JSON content type, 422 for invalid
     JSON or a body ``model`` refuses (unknown fields included).
     """
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
-        raise ApiError(413, f"Request body larger than {MAX_BODY_BYTES} bytes")
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise ApiError(413, f"Request body larger than {MAX_BODY_BYTES} bytes")
+    headers = request.headers
+    raw = await read_body(
+        headers.get("content-type"), headers.get("content-length"), request.receive, MAX_BODY_BYTES
+    )
     if not raw.strip():
         return None
-    media = request.headers.get("content-type", "application/json").split(";", 1)[0]
-    media = media.strip().lower()
-    if media and not (media == "application/json" or media.endswith("+json")):
-        raise ApiError(415, f"Content-Type must be application/json, not {media!r}")
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise ApiError(
-            422,
-            [{"type": "json_invalid", "loc": ["body", exc.pos], "msg": f"Invalid JSON: {exc.msg}"}],
-        ) from None
-    return validate(model, data)
+    return validate(model, parse_json(raw))
 
 
 class CloseStaleRequest(BaseModel):

@@ -76,9 +76,17 @@ class DeadlineProtocol(_Base):
             self._start("body", self.body_timeout)
 
     def on_response_complete(self) -> None:
-        """The response is sent: the next request's headers are due."""
+        """The response is sent: the next request's headers are due, unless that request
+        was pipelined: then its headers are in already and it may run as long as it
+        needs (a headers deadline on it would cut its response)."""
+        pipelined = bool(getattr(self, "pipeline", None))
         super().on_response_complete()
-        if not self.transport.is_closing():
+        if self.transport.is_closing():
+            return
+        if pipelined:
+            self._cancel_deadline()
+            self._watched_cycle = self.cycle
+        else:
             self._await_headers()
 
     # ----- deadlines -----
