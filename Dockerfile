@@ -2,7 +2,7 @@
 # Local Telemetry API server. Build: `docker build -t local-telemetry .`
 # Run alone (SQLite in the /data volume), reachable from this machine only:
 #   docker run -p 127.0.0.1:8765:8765 -v lt-data:/data local-telemetry
-# Reachable from other machines: turn auth on (README "Auth and API keys"):
+# Reachable from other machines: turn auth on (README "Auth, API keys and rate limits"):
 #   docker run -p 8765:8765 -v lt-data:/data -e TELEMETRY_API_AUTH_ENABLED=true \
 #     -e TELEMETRY_API_AUTH_TOKEN="$(openssl rand -hex 32)" local-telemetry
 # At scale (PostgreSQL, several processes): see docker-compose.yml and README "Running at scale".
