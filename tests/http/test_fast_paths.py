@@ -516,17 +516,18 @@ SCENARIO: tuple[Case, ...] = (
 )
 
 # Auth and rate limiting wrap the fast paths: their answers must not depend on them.
-# Three requests a minute per key, and per address for requests without a bearer key:
-# the fourth of each is refused.
+# Three requests a minute per valid key, and per address for everything else (no key,
+# another scheme, a wrong key): the fourth of each is refused.
 BEARER = (("content-type", JSON_TYPE), ("authorization", f"bearer {TOKEN}"))
 BASIC = (("authorization", f"Basic {TOKEN}"),)
 WRONG = (("authorization", "Bearer nope"),)
 GUARDED_SCENARIO: tuple[Case, ...] = (
     post("guarded: create without token", RUNS, 401, A),
     post("guarded: create with Basic", RUNS, 401, A, BASIC),
-    post("guarded: create with token", RUNS, 201, A, BEARER),
-    patch("guarded: patch with a wrong token", "fp-a", 401, SUCCESS, WRONG),
     get("guarded: reads need the token too", at("fp-a"), 401),  # issue 10
+    post("guarded: create with token", RUNS, 201, A, BEARER),
+    # A wrong key buys no budget of its own: the address's three are spent.
+    patch("guarded: patch with a wrong token, over the limit", "fp-a", 429, SUCCESS, WRONG),
     post("guarded: batch with token", BATCH, 200, [B, A], BEARER),
     Case("guarded: read with token", "GET", at("fp-a"), 200, headers=BEARER[1:]),
     get("guarded: list over the limit", RUNS, 429),
