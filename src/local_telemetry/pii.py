@@ -35,6 +35,7 @@ from typing import Any
 from local_telemetry.storage.base import (
     AddQc,
     AppendEvents,
+    IngestOtlpSpans,
     InsertRuns,
     UpdateRun,
     UpsertAgentRun,
@@ -248,6 +249,16 @@ class Scrubber:
                 fields=self.scrub_run(op.fields),
                 qc=[self.scrub_qc(review) for review in op.qc],
             )
+        if isinstance(op, IngestOtlpSpans):
+            spans = [
+                replace(
+                    span,
+                    run=None if span.run is None else self.scrub_run(span.run),
+                    event=None if span.event is None else self.scrub_event(span.event),
+                )
+                for span in op.spans
+            ]
+            return replace(op, spans=spans)
         return op  # pragma: no cover - every WriteOp is handled above
 
 

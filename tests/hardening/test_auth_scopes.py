@@ -41,6 +41,7 @@ INGEST_WRITES = {
     ("POST", "/api/agent-runs"),
     ("POST", "/api/agent-runs/{run_id}/qc"),
     ("POST", "/api/v1/import/runs"),
+    ("POST", "/v1/traces"),
 }
 PUBLIC = ("/health", "/docs", "/redoc", "/openapi.json")
 KEY_FORM = re.compile(r"^lt_[0-9a-f]{12}_[A-Za-z0-9_-]{43}$")

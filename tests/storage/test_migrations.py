@@ -70,7 +70,7 @@ def test_migration_2_adds_outcome_columns_and_the_events_table(version_1_databas
             "data",
         ]
         versions = [row[0] for row in conn.execute("SELECT version FROM local_telemetry_schema")]
-        assert versions == [1, 2, 3, 4, 5, 6]
+        assert versions == [1, 2, 3, 4, 5, 6, 7]
         plan = conn.execute(
             "EXPLAIN QUERY PLAN SELECT id FROM run_events"
             " WHERE event_id = ? AND id > ? ORDER BY id",

@@ -354,6 +354,58 @@ class RevokeApiKey:
     key_id: int
 
 
+@dataclass(frozen=True)
+class OtlpSpan:
+    """One span of an OTLP trace export, mapped by ``otlp.py``.
+
+    Ids are lower-case hex. ``run``: the run row (as ``InsertRuns`` takes it, tokens of
+    the span itself included) when the span is a run; else ``event``: the event (as
+    ``AppendEvents`` takes it) the span becomes on the run it belongs to, whose tokens
+    grow by ``tokens_input``/``tokens_output``.
+    """
+
+    trace_id: str
+    span_id: str
+    parent_span_id: str | None
+    tokens_input: int = 0
+    tokens_output: int = 0
+    run: dict[str, Any] | None = None
+    event: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class IngestOtlpSpans:
+    """Store the spans of one OTLP export, in order, each at most once per
+    (trace_id, span_id) (a re-sent span changes nothing).
+
+    A run span is inserted with the ``InsertRuns`` rules; its ``parent_run_id`` is the
+    ``event_id`` of its parent span when that is a stored run; then the pending spans it
+    owns are attached to it (those whose parent chain leads to it; for a run without a
+    parent run, every pending span of the trace). Another span is attached to the run
+    of its parent span (the nearest run ancestor), else, when its parent is unknown, to
+    the trace's first root run; attaching adds its tokens to the run and appends its
+    event. A span with no run to attach to yet is kept pending, unless
+    ``max_pending`` spans are pending already: then it is rejected.
+
+    Result: an :class:`OtlpIngestResult`; on an exception nothing of the op is stored.
+    """
+
+    spans: Sequence[OtlpSpan]
+    max_pending: int = 100_000
+
+
+@dataclass
+class OtlpIngestResult:
+    """What an :class:`IngestOtlpSpans` did: runs created, spans attached to a run,
+    spans left pending, spans already stored, and why spans were rejected."""
+
+    runs: int = 0
+    attached: int = 0
+    pending: int = 0
+    duplicates: int = 0
+    rejected: list[str] = field(default_factory=list)
+
+
 WriteOp = (
     InsertRuns
     | UpdateRun
@@ -368,6 +420,7 @@ WriteOp = (
     | RecordAlerts
     | CreateApiKey
     | RevokeApiKey
+    | IngestOtlpSpans
 )
 
 RunJSON = tuple[str, str | None, str | None]

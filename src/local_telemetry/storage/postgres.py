@@ -43,6 +43,7 @@ from local_telemetry.storage.base import (
     CreateApiKey,
     DeleteRuns,
     EndsBeforeStart,
+    IngestOtlpSpans,
     InsertRuns,
     KpiFilter,
     KpiInputs,
@@ -62,6 +63,7 @@ from local_telemetry.storage.base import (
     WriteOp,
 )
 from local_telemetry.storage.migrations import postgres as migrations
+from local_telemetry.storage.postgres_otlp import apply_op as apply_otlp_op
 from local_telemetry.storage.sqlite import (
     AGENT_RUN_COLUMNS,
     INSERT_COLUMNS,
@@ -403,6 +405,22 @@ def _append_events(conn: Conn, op: AppendEvents) -> int | Exception | None:
     return isolated(conn, "events", insert)
 
 
+def _otlp_spans(conn: Conn, op: IngestOtlpSpans, counts: _NewRunCounts) -> Any:
+    """The spans of one OTLP export in a savepoint: all of the operation, or none."""
+    new_runs = _NewRunCounts()  # added to the group's counts only if the op stays
+
+    def insert_run(row: dict[str, Any]) -> bool:
+        return _insert_rows(conn, [row], new_runs)[0]
+
+    result = isolated(conn, "otlp", lambda: apply_otlp_op(conn, op, insert_run))
+    if isinstance(result, Exception):
+        # The spans hold values the database refuses (say, token sums past 64 bits):
+        # a ValueError, which the endpoint answers 400, as for any bad export.
+        return result if isinstance(result, ValueError) else ValueError(str(result))
+    counts.add(new_runs)
+    return result
+
+
 def _add_qc(conn: Conn, op: AddQc) -> dict[str, Any] | Exception | None:
     """The stored review; ``None`` when the run does not exist."""
     if not _exists(conn, op.event_id):
@@ -528,6 +546,8 @@ class PostgresStore:
                     results.append(_alert_write(conn, op))
                 elif isinstance(op, CreateApiKey | RevokeApiKey):
                     results.append(_key_write(conn, op))
+                elif isinstance(op, IngestOtlpSpans):
+                    results.append(_otlp_spans(conn, op, counts))
                 else:
                     inserts = [op]
                     while index < len(ops):

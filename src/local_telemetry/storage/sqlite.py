@@ -48,6 +48,7 @@ from local_telemetry.storage.base import (
     CreateApiKey,
     DeleteRuns,
     EndsBeforeStart,
+    IngestOtlpSpans,
     InsertRuns,
     KpiFilter,
     KpiInputs,
@@ -67,6 +68,7 @@ from local_telemetry.storage.base import (
     WriteOp,
 )
 from local_telemetry.storage.migrations import sqlite as migrations
+from local_telemetry.storage.sqlite_otlp import apply_op as apply_otlp_op
 from local_telemetry.storage.sqlite_tx import isolated
 from local_telemetry.timestamps import TimestampError, now_stored, parse_instant, to_stored
 
@@ -724,8 +726,8 @@ class SQLiteStore:
                     results.append(self._append_events_or_error(conn, op))
                     index += 1
                     continue
-                if isinstance(op, UpsertAgentRun):
-                    results.append(self._upsert_agent_run_or_error(conn, op, counts))
+                if isinstance(op, UpsertAgentRun | IngestOtlpSpans):
+                    results.append(self._run_write_or_error(conn, op, counts))
                     index += 1
                     continue
                 if isinstance(op, AddQc):
@@ -796,6 +798,31 @@ class SQLiteStore:
     ) -> Any:
         """The run and its reviews in a savepoint: all of the operation, or none of it."""
         return isolated(conn, "agent_run", lambda: _upsert_agent_run(conn, op, counts))
+
+    def _run_write_or_error(
+        self, conn: sqlite3.Connection, op: UpsertAgentRun | IngestOtlpSpans, counts: _NewRunCounts
+    ) -> Any:
+        if isinstance(op, UpsertAgentRun):
+            return self._upsert_agent_run_or_error(conn, op, counts)
+        return self._otlp_spans_or_error(conn, op, counts)
+
+    @staticmethod
+    def _otlp_spans_or_error(
+        conn: sqlite3.Connection, op: IngestOtlpSpans, counts: _NewRunCounts
+    ) -> Any:
+        """The spans of one OTLP export in a savepoint: all of the operation, or none."""
+        new_runs = _NewRunCounts()  # added to the group's counts only if the op stays
+
+        def insert_run(row: dict[str, Any]) -> bool:
+            return _insert_rows(conn, [row], new_runs)[0]
+
+        result = isolated(conn, "otlp", lambda: apply_otlp_op(conn, op, insert_run))
+        if isinstance(result, Exception):
+            # The spans hold values the database refuses (say, token sums past 64 bits):
+            # a ValueError, which the endpoint answers 400, as for any bad export.
+            return result if isinstance(result, ValueError) else ValueError(str(result))
+        counts.add(new_runs)
+        return result
 
     @staticmethod
     def _add_qc_or_error(conn: sqlite3.Connection, op: AddQc) -> Any:

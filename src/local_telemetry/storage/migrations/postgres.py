@@ -35,6 +35,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from local_telemetry.storage.postgres_otlp import OTLP_SCHEMA
 from local_telemetry.timestamps import now_stored
 
 log = logging.getLogger(__name__)
@@ -263,6 +264,7 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
         ),
     ),
     (2, "api_keys table (scoped API keys, stored as hashes)", API_KEYS_SCHEMA),
+    (3, "otlp_spans table (OTLP trace ingest: idempotency and pending spans)", OTLP_SCHEMA),
 )
 
 SCHEMA_TABLE_DDL = (

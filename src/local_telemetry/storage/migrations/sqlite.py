@@ -21,6 +21,7 @@ from typing import Any
 
 from local_telemetry.schemas import CANONICAL_STATUSES, STATUS_ALIASES
 from local_telemetry.storage.base import RUN_COLUMNS
+from local_telemetry.storage.sqlite_otlp import OTLP_SCHEMA
 from local_telemetry.timestamps import normalize_legacy, now_stored
 
 log = logging.getLogger(__name__)
@@ -378,6 +379,11 @@ def _migration_6(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+def _migration_7(conn: sqlite3.Connection) -> None:
+    for statement in OTLP_SCHEMA:
+        conn.execute(statement)
+
+
 Migration = tuple[int, str, Callable[[sqlite3.Connection], None]]
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -391,6 +397,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     (5, "server_state table (alert rules); alerts table (firing episodes)", _migration_5),
     (6, "api_keys table (scoped API keys, stored as hashes)", _migration_6),
+    (7, "otlp_spans table (OTLP trace ingest: idempotency and pending spans)", _migration_7),
 )
 
 
