@@ -170,6 +170,40 @@ class Settings(BaseSettings):
     metadata_cache_seconds: float = Field(
         300.0, ge=0, description="How long /api/v1/metadata answers from its cache."
     )
+    prometheus_max_agents: int = Field(
+        100,
+        ge=1,
+        description=(
+            "Agents with their own label in /metrics/prometheus (those with the most runs "
+            'in 24 h); the rest are reported as agent="other".'
+        ),
+    )
+    prometheus_cache_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="How long /metrics/prometheus reuses its per-agent and size figures.",
+    )
+    otlp_root_operation: str = Field(
+        "invoke_agent",
+        min_length=1,
+        description=(
+            "POST /v1/traces: spans whose gen_ai.operation.name equals this become runs; "
+            "other spans become events of their run."
+        ),
+    )
+    otlp_job_type_attribute: str = Field(
+        "gen_ai.operation.name",
+        min_length=1,
+        description="POST /v1/traces: span attribute a run's job_type is read from.",
+    )
+    otlp_max_pending_spans: int = Field(
+        100_000,
+        ge=0,
+        description=(
+            "POST /v1/traces: most spans kept waiting for their root run; past it, such "
+            "spans are rejected (partial_success)."
+        ),
+    )
     pii_scrub: bool = Field(
         False,
         description=(

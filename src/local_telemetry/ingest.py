@@ -159,6 +159,12 @@ class GroupCommitWriter:
         """Why the last commit failed when the storage refused it; ``None`` once a
         commit succeeds again (reported by ``/health``)."""
 
+    @property
+    def queue_depth(self) -> int:
+        """Writes queued and not yet taken into a commit group (approximate, as any
+        ``qsize``; for monitoring)."""
+        return self._queue.qsize()
+
     def add_listener(self, listener: CommitListener) -> None:
         """Call ``listener(ops, results)`` in the writer thread after each commit."""
         self._listeners.append(listener)

@@ -18,6 +18,8 @@ from local_telemetry.api import agent_runs, alerts, exports, kpis, runs, system
 from local_telemetry.api import imports as imports_api
 from local_telemetry.api import keys as keys_api
 from local_telemetry.api import maintenance as maintenance_api
+from local_telemetry.api import otlp as otlp_api
+from local_telemetry.api import prometheus as prometheus_api
 from local_telemetry.api import retention as retention_api
 from local_telemetry.api.auth import ApiAuth, KeyRing
 from local_telemetry.api.background import PeriodicJob, leader_only
@@ -127,7 +129,8 @@ class TelemetryAPI(FastAPI):
         # (401) answers carry CORS and security headers too.
         if settings.cors_origin_list:
             stack = CrossOrigin(stack, settings.cors_origin_list)
-        return SecurityHeaders(stack)
+        # Outermost: every request is timed, refused ones and fast paths included.
+        return prometheus_api.RequestLatency(SecurityHeaders(stack), app_state.metrics)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -218,7 +221,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (system, runs, agent_runs, kpis, exports, imports_api, alerts, retention_api):
         app.include_router(module.router)
     app.include_router(keys_api.router)
+    app.include_router(otlp_api.router)  # POST /v1/traces (OTLP/HTTP)
     maintenance_api.install(app, app_state)  # stale-run endpoint and periodic job
+    prometheus_api.install(app, app_state)  # GET /metrics/prometheus and its collectors
     dashboard.install(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

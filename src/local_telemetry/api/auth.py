@@ -57,7 +57,7 @@ PUBLIC_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/redoc",
 READ_METHODS = frozenset({"GET", "HEAD"})
 # Writes that record runs and what belongs to them; every other write needs admin, so an
 # endpoint added later is admin-only until it is classified here.
-INGEST_WRITE_PREFIXES = ("/api/v1/runs", "/api/agent-runs", "/api/v1/import/")
+INGEST_WRITE_PREFIXES = ("/api/v1/runs", "/api/agent-runs", "/api/v1/import/", "/v1/traces")
 # Reads that reveal credentials' metadata: admin only.
 ADMIN_READ_PREFIXES = ("/api/v1/keys",)
 ENV_TOKEN_NAME = "TELEMETRY_API_AUTH_TOKEN"  # noqa: S105  (a variable's name, no secret)
@@ -106,7 +106,9 @@ def required_scope(method: str, path: str, public_reads: bool) -> str | None:
     if path in PUBLIC_PATHS or method == "OPTIONS":
         return None
     guarded = (
-        path.startswith("/api/") or path in ("/metrics", "/version") or path.startswith("/metrics/")
+        path.startswith("/api/")
+        or path in ("/metrics", "/version", "/v1/traces")  # /v1/traces: OTLP ingest
+        or path.startswith("/metrics/")
     )
     if not guarded:
         return None

@@ -13,6 +13,7 @@ from local_telemetry.api.background import BackgroundJobs
 from local_telemetry.api.metadata_cache import MetadataCache
 from local_telemetry.config import GitPlatform, Settings
 from local_telemetry.ingest import GroupCommitWriter
+from local_telemetry.observability import IngestMetrics
 from local_telemetry.pii import Scrubber
 from local_telemetry.storage.base import Store, StoreInfo
 
@@ -41,6 +42,8 @@ class AppState:
     jobs: BackgroundJobs = field(default_factory=BackgroundJobs)  # periodic server jobs
     alert_engine: AlertEngine | None = None  # set by api.alerts.install
     retention: RetentionSweeper | None = None  # shared by the sweep job and endpoint
+    # Ingest counters and latencies of this app (its own Prometheus registry).
+    metrics: IngestMetrics = field(default_factory=IngestMetrics)
     _read_limiter: CapacityLimiter | None = field(default=None, repr=False)
 
     async def info(self) -> StoreInfo:

@@ -105,13 +105,23 @@ async def _existing_run(app_state: AppState, event_id: str) -> dict[str, Any]:
 
 async def create_run(app_state: AppState, incoming: Incoming) -> Reply:
     """Store a new run; a repeated ``event_id`` answers 201 ``duplicate``, changes nothing."""
+    try:
+        return await _create_run(app_state, incoming)
+    except Exception as exc:  # a try costs nothing on the hot path when nothing raises
+        app_state.metrics.rejected(exc)
+        raise
+
+
+async def _create_run(app_state: AppState, incoming: Incoming) -> Reply:
     data = await incoming.json(app_state.settings.max_run_body_bytes)
     run = validate(RunCreate, data)
     created = await submit_write(app_state, InsertRuns([run.to_row()]))
     app_state.metadata.observe(run.agent_name, run.job_type)
     if created == 1:
+        app_state.metrics.runs_created.inc()
         answer = {"status": "created", "event_id": run.event_id, "run_id": run.run_id}
     else:
+        app_state.metrics.runs_duplicate.inc()
         answer = {
             "status": "duplicate",
             "event_id": run.event_id,
@@ -135,6 +145,14 @@ def _batch_item_error(index: int, item: Any, exc: ValidationError) -> dict[str, 
 
 async def create_runs_batch(app_state: AppState, incoming: Incoming) -> Reply:
     """Store every valid run of a JSON array; report duplicates and per-item errors."""
+    try:
+        return await _create_runs_batch(app_state, incoming)
+    except Exception as exc:
+        app_state.metrics.rejected(exc)
+        raise
+
+
+async def _create_runs_batch(app_state: AppState, incoming: Incoming) -> Reply:
     settings = app_state.settings
     data = await incoming.json(settings.max_batch_body_bytes)
     if not isinstance(data, list):
@@ -152,6 +170,8 @@ async def create_runs_batch(app_state: AppState, incoming: Incoming) -> Reply:
         except ValidationError as exc:
             errors.append(_batch_item_error(index, item, exc))
     inserted: int = await submit_write(app_state, InsertRuns(rows)) if rows else 0
+    app_state.metrics.batch_size.observe(len(data))
+    app_state.metrics.stored(inserted, len(rows) - inserted)
     for row in rows:
         app_state.metadata.observe(row["agent_name"], row["job_type"])
     answer = {

@@ -1,7 +1,8 @@
 """Rate limiting per API key or client address (ASGI), and the JSON answer it shares.
 
 Access control (API keys, scopes) lives in ``api/auth.py``. Rate limiting
-(``TELEMETRY_RATE_LIMIT_ENABLED``) covers every ``/api/`` endpoint (``/health``,
+(``TELEMETRY_RATE_LIMIT_ENABLED``) covers every ``/api/`` endpoint and the OTLP ingest
+``/v1/traces`` (``/health``,
 ``/metrics`` and the docs stay exempt, as in the v3 guide), counted per API key or per
 client address in this process (see :class:`RateLimiter`).
 """
@@ -20,6 +21,7 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LOGIN = "/login"
+OTLP_TRACES = "/v1/traces"
 
 
 async def _send_json(
@@ -196,7 +198,7 @@ class RateLimiter:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        counted = path.startswith("/api/")
+        counted = path.startswith("/api/") or path == OTLP_TRACES  # both are ingest
         credential = bearer_credential(scope) if self.by_key else None
         tries_key = self._tries_key(scope, credential)
         if not counted and not tries_key:
