@@ -18,6 +18,7 @@ rejected one by one and reported in the response's ``partial_success``.
 from __future__ import annotations
 
 import base64
+import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -144,6 +145,29 @@ def encode_response(rejected: list[str], media: str) -> bytes:
     if media == PROTOBUF:
         return bytes(response.SerializeToString())
     return str(json_format.MessageToJson(response, indent=None)).encode()
+
+
+GRPC_INVALID_ARGUMENT = 3
+"""The ``google.rpc.Code`` of a body the server cannot decode (OTLP: HTTP 400)."""
+
+
+def encode_status(code: int, message: str, media: str) -> bytes:
+    """A ``google.rpc.Status`` in the request's encoding: the body OTLP/HTTP asks for
+    with a 4xx. Written by hand (two scalar fields: ``code`` = 1, ``message`` = 2) so the
+    server needs no googleapis package; the JSON form keeps the API's ``detail`` too."""
+    if media == PROTOBUF:
+        text = message.encode()
+        return b"\x08" + _varint(code) + b"\x12" + _varint(len(text)) + text
+    return json.dumps({"code": code, "message": message, "detail": message}).encode()
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, value = value & 0x7F, value >> 7
+        out.append(low | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
 
 
 def span_event_id(trace_hex: str, span_hex: str) -> str:

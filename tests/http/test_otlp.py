@@ -262,18 +262,26 @@ def test_partial_success_names_the_rejected_span(api: httpx.Client, shared_serve
     assert_complete_run(api, trace)  # the valid spans are stored
 
 
-def test_undecodable_bodies_are_400(api: httpx.Client):
+def test_undecodable_bodies_are_400_with_an_otlp_status(api: httpx.Client):
+    from google.rpc.status_pb2 import Status  # the exporter's own dependency decodes it
+
     garbage = api.post(
         "/v1/traces",
         content=b"\xff\xff\xff\xff not protobuf",
         headers={"Content-Type": "application/x-protobuf"},
     )
     assert garbage.status_code == 400, garbage.text
+    assert garbage.headers["content-type"] == "application/x-protobuf"
+    status = Status.FromString(garbage.content)
+    assert status.code == 3  # INVALID_ARGUMENT
+    assert status.message
     for body in (b"{not json", b"[1, 2]", b'{"resourceSpans": 7}'):
         response = api.post(
             "/v1/traces", content=body, headers={"Content-Type": "application/json"}
         )
         assert response.status_code == 400, (body, response.text)
+        assert response.json()["code"] == 3
+        assert response.json()["message"]
 
 
 def test_other_content_types_are_415(api: httpx.Client):

@@ -97,7 +97,10 @@ router = APIRouter(tags=["opentelemetry"])
     response_model=None,
     responses={
         200: {"description": "ExportTraceServiceResponse in the request's encoding"},
-        400: {"description": "Undecodable body"},
+        400: {
+            "description": "Undecodable body: a google.rpc.Status in the request's encoding",
+            "content": {otlp.PROTOBUF: {}, otlp.JSON: {}},
+        },
         415: {"description": "Content-Type or Content-Encoding not supported"},
     },
     openapi_extra={
@@ -111,4 +114,12 @@ async def export_traces_route(request: Request) -> Response:
     """Spans following the GenAI semantic conventions become runs (``invoke_agent``
     spans) and their events and token counts (the other spans); see README, "Sending
     OpenTelemetry traces"."""
-    return await export_traces(state(request), request)
+    try:
+        return await export_traces(state(request), request)
+    except ApiError as exc:
+        # OTLP/HTTP: a 400's body is a google.rpc.Status in the request's encoding.
+        media = otlp.media_type(request.headers.get("content-type"))
+        if exc.status_code != 400 or media is None:
+            raise
+        body = otlp.encode_status(otlp.GRPC_INVALID_ARGUMENT, str(exc.detail), media)
+        return Response(body, status_code=400, media_type=media)
