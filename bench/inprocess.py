@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from local_telemetry.api.app import create_app
-from local_telemetry.cli import GIL_SWITCH_INTERVAL_S
+from local_telemetry.cli.server import GIL_SWITCH_INTERVAL_S
 from local_telemetry.config import Settings
 
 BODY: dict[str, Any] = {
