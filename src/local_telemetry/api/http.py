@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, Self, TypeVar
@@ -27,8 +26,21 @@ M = TypeVar("M", bound=BaseModel)
 
 # The texts of integers orjson cannot read exactly (it reads them as floats): below
 # -2**63 (a minus and 19+ digits) or above 2**64-1 (20+ digits). A 19-digit positive
-# number, like a nanosecond timestamp, is read exactly and needs no second parse.
-_LONG_DIGITS = re.compile(rb"-[0-9]{19}|[0-9]{20}")
+# number, like a nanosecond timestamp, is read exactly and needs no second parse. Found
+# by mapping every digit to "9" (bytes.translate, C speed) and two substring searches:
+# a regex over every body cost several times the JSON parse itself.
+_DIGITS_AS_NINES = bytes.maketrans(
+    bytes(range(256)),
+    bytes(0x39 if 0x30 <= c <= 0x39 else (c if c == 0x2D else 0x20) for c in range(256)),
+)
+_NEGATIVE_19 = b"-" + b"9" * 19
+_POSITIVE_20 = b"9" * 20
+
+
+def _has_inexact_integer(body: bytes) -> bool:
+    """Whether ``body`` may hold an integer text that orjson would read as a float."""
+    digits = body.translate(_DIGITS_AS_NINES)
+    return _NEGATIVE_19 in digits or _POSITIVE_20 in digits
 
 
 class RowModel(Protocol):
@@ -145,7 +157,7 @@ def parse_json(body: bytes) -> Any:
         if "depth limit" in exc.msg or "recursion" in exc.msg:
             message = "Invalid JSON: nested more than 1024 levels deep"
         raise _json_error(exc.pos, message) from None
-    if _LONG_DIGITS.search(body):
+    if _has_inexact_integer(body):
         # orjson reads integers past 2**64 as floats: the stdlib parser reads them exactly
         # (orjson already proved the text valid JSON, at most 1024 levels deep).
         try:
