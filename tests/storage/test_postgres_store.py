@@ -13,6 +13,7 @@ import psycopg
 import pytest
 
 from local_telemetry.storage.base import InsertRuns, UpsertAgentRun
+from local_telemetry.storage.migrations.postgres import MIGRATIONS
 from local_telemetry.storage.postgres import PostgresStore, _public_url
 from local_telemetry.timestamps import normalize
 from support import store_row
@@ -35,7 +36,7 @@ def test_processes_starting_at_once_migrate_once(postgres_url: str) -> None:
             list(pool.map(lambda store: store.migrate(), stores))
         with psycopg.connect(postgres_url) as conn:
             rows = conn.execute("SELECT version FROM local_telemetry_schema").fetchall()
-        assert rows == [(1,), (2,)]
+        assert rows == [(version,) for version, *_ in MIGRATIONS]
         assert stores[0].apply([InsertRuns([store_row("e1")])]) == [1]
     finally:
         for store in stores:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from local_telemetry.storage.base import Store
 from local_telemetry.storage.postgres import PostgresStore
 
@@ -25,6 +27,11 @@ def test_one_postgres_process_leads_a_role_until_it_stops(postgres_url: str) -> 
         assert second.lead("retention")  # roles are independent
         assert not first.lead("retention")
         first.close()  # the leader stops: its session lock goes with its connection
+        # The server ends the closed session (and drops its locks) asynchronously: ask
+        # until it has (bounded; a hang guard, not a timing assertion).
+        deadline = time.monotonic() + 30
+        while not second.lead("alerts") and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert second.lead("alerts")
         third = PostgresStore(postgres_url, pool_size=1)
         try:
