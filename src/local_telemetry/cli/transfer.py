@@ -237,13 +237,12 @@ def _stream_to(
 
 
 def _fsync_directory(directory: Path) -> None:
-    # The rename is durable only once the directory entry is on disk (POSIX).
+    # The rename is durable only once the directory entry is on disk (POSIX); a file
+    # system that cannot fsync a directory still gets the written file.
+    from local_telemetry.backup import fsync_directory
+
     with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_directory(directory)
 
 
 def _export(
